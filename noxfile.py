@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pathlib
 import shutil
@@ -150,9 +151,18 @@ def e2e(session: nox.Session) -> None:
                 str(ROOT / "tests"), *session.posargs)
 
 
+# Figures from both bench sessions of one `nox -s bench` run, for the ratio table.
+_BENCH_FIGURES: dict = {}
+
+
 @nox.session(python=[CPYTHON, PYPY])
 def bench(session: nox.Session) -> None:
-    """Run every package's benchmarks/bench_*.py; each prints its own figures."""
+    """Run every package's benchmarks/bench_*.py; each prints its own figures.
+
+    A benchmark also prints one line per figure as `BENCH {"name": ..., "value": ...,
+    "unit": ...}` (JSON); the last bench session of the run prints the PyPy/CPython ratio of
+    every figure measured on both interpreters in this one run.
+    """
     on_pypy = session.python == PYPY
     for folder in INSTALL_ORDER:
         if on_pypy and not PACKAGES[folder][1]:
@@ -163,7 +173,20 @@ def bench(session: nox.Session) -> None:
         _install_editable(session, folder, extras="")
         for script in scripts:
             session.log(f"--- {folder}: {os.path.basename(script)} on {session.python}")
-            session.run("python", script, *session.posargs)
+            out = session.run("python", script, *session.posargs, silent=True) or ""
+            print(out, end="")
+            for line in out.splitlines():
+                if line.startswith("BENCH "):
+                    fig = json.loads(line[6:])
+                    _BENCH_FIGURES.setdefault((folder, fig["name"], fig["unit"]), {})[
+                        str(session.python)] = float(fig["value"])
+    both = {k: v for k, v in _BENCH_FIGURES.items() if CPYTHON in v and PYPY in v}
+    if on_pypy and both:
+        session.log("PyPy / CPython, measured in this run (higher is better for rates):")
+        for (folder, name, unit), v in sorted(both.items()):
+            ratio = v[PYPY] / v[CPYTHON] if v[CPYTHON] else float("inf")
+            print(f"  {folder:12} {name:40} {v[CPYTHON]:>12.4g} -> {v[PYPY]:>12.4g} {unit:10}"
+                  f" x{ratio:.2f}")
 
 
 @nox.session(python=CPYTHON)
