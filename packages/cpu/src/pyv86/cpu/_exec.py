@@ -1,9 +1,88 @@
-"""The run loop (work in progress)."""
+"""The run loop: interrupts, the interrupt shadow, HLT, fault rollback and delivery."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._fault import CPUFault
+from ._ops import execute_one, real_interrupt
+from .cpu import IF, TF, system_hook
+
+MAX_EXTERNAL_PER_CALL = 64
+
+
+def deliver(cpu: Any, vector: int, kind: str, error_code: Any = None) -> None:
+    """Deliver an interrupt or exception in the current mode."""
+    if not cpu.protected:
+        real_interrupt(cpu, vector)
+        return
+    if kind == "exception":
+        hook = system_hook("deliver_exception")
+        if hook is None:
+            raise NotImplementedError("protected-mode exceptions need pyv86.cpu._system")
+        hook(cpu, vector, error_code)
+    else:
+        hook = system_hook("interrupt")
+        if hook is None:
+            raise NotImplementedError("protected-mode interrupts need pyv86.cpu._system")
+        hook(cpu, vector, kind, error_code)
+    cpu.update_mode()
+
 
 def run(cpu: Any, budget: int) -> int:
-    raise NotImplementedError("instruction execution is being written")
+    """Execute up to ``budget`` instructions; stop early at HLT or on request_stop()."""
+    executed = 0
+    cpu._stop = False
+    intc = cpu.intc
+    reg = cpu.reg
+    while executed < budget:
+        if cpu._stop:
+            break
+        if not cpu.shadow and intc is not None and (cpu.flags & IF) and intc.has_interrupt():
+            vector = intc.acknowledge()
+            cpu.halted = False
+            try:
+                deliver(cpu, vector & 0xFF, "external")
+            except CPUFault as fault:
+                _fault(cpu, fault, cpu.eip, reg[4])
+            reg = cpu.reg
+            continue
+        if cpu.halted:
+            break
+        cpu.shadow = False
+        eip0 = cpu.eip
+        esp0 = reg[4]
+        tf0 = cpu.flags & TF
+        try:
+            if cpu.trace is not None:
+                cpu.trace(cpu)
+            execute_one(cpu)
+        except CPUFault as fault:
+            _fault(cpu, fault, eip0, esp0)
+        executed += 1
+        cpu.instruction_count += 1
+        if tf0 and cpu.flags & TF:
+            # single step trap after the instruction (the TF that was set before it)
+            try:
+                deliver(cpu, 1, "exception")
+            except CPUFault as fault:  # pragma: no cover - escalation handled by _system
+                _fault(cpu, fault, cpu.eip, reg[4])
+        reg = cpu.reg
+    return executed
+
+
+def _fault(cpu: Any, fault: CPUFault, eip0: int, esp0: int) -> None:
+    """Roll the instruction back and deliver the exception (escalation lives in _system)."""
+    cpu.eip = eip0
+    cpu.reg[4] = esp0
+    cpu.halted = False
+    if not cpu.protected:
+        try:
+            real_interrupt(cpu, fault.vector)
+        except CPUFault:
+            # a fault while delivering in real mode (stack or IVT overrun): shutdown
+            if cpu.on_reset is not None:
+                cpu.on_reset("triple-fault")
+            cpu.halted = True
+        return
+    deliver(cpu, fault.vector, "exception", fault.error_code)
