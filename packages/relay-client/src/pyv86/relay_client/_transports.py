@@ -202,27 +202,91 @@ class WebSocketTransport:
         """The extra handshake headers sent to the relay."""
         return list(self._headers)
 
+    async def _handshake(self, nursery: trio.Nursery) -> trio_websocket.WebSocketConnection:
+        """TCP, TLS and WebSocket handshakes. The reader task trio-websocket starts lives in
+        ``nursery``, which the caller cancels if this fails (trio-websocket's own
+        ``open_websocket`` leaves that task running after a handshake timeout, and hangs)."""
+        url = self.url
+        try:
+            with trio.fail_after(self._timeout):
+                tcp = await trio.open_tcp_stream(url.host, url.port)
+                stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = tcp
+                if self._ssl is not False:
+                    assert isinstance(self._ssl, ssl.SSLContext)
+                    tls = trio.SSLStream(tcp, self._ssl, server_hostname=url.host,
+                                         https_compatible=True)
+                    try:
+                        await tls.do_handshake()
+                    except BaseException:
+                        await trio.aclose_forcefully(tcp)
+                        raise
+                    stream = tls
+                try:
+                    host = url.netloc if url.port != (443 if url.scheme == "wss" else 80) else (
+                        f"[{url.host}]" if ":" in url.host else url.host)
+                    return await trio_websocket.wrap_client_stream(
+                        nursery, stream, host, url.path, extra_headers=self._headers,
+                        message_queue_size=1, max_message_size=_WS_MAX_MESSAGE)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+        except Exception as exc:
+            converted = self._handshake_error(exc)
+            if converted is exc:
+                raise
+            raise converted from exc
+
+    def _handshake_error(self, exc: BaseException) -> BaseException:
+        """The RelayConnectError for an error seen while connecting (others pass through)."""
+        url = self.url
+        if isinstance(exc, RelayConnectError):
+            return exc
+        if isinstance(exc, trio.TooSlowError):
+            return _connect_error(url, f"no answer within {self._timeout:g} s")
+        if isinstance(exc, trio_websocket.ConnectionRejected):
+            return _connect_error(url, "the relay refused the WebSocket handshake with HTTP "
+                                  f"status {exc.status_code}")
+        if isinstance(exc, trio_websocket.HandshakeError):
+            return _connect_error(url, "WebSocket handshake failed", exc.__cause__ or exc)
+        if isinstance(exc, trio_websocket.ConnectionClosed):
+            return _connect_error(url, f"the relay closed the connection during the handshake ({exc.reason})")
+        if isinstance(exc, (OSError, trio.BrokenResourceError)):
+            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
+            return _connect_error(url, "connection failed", cause)
+        return exc
+
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[Link]:
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                # open_websocket bounds the TCP, TLS and HTTP handshakes by connect_timeout.
-                ws = await stack.enter_async_context(trio_websocket.open_websocket(
-                    self.url.host, self.url.port, self.url.path, use_ssl=self._ssl,
-                    extra_headers=self._headers, message_queue_size=1,
-                    max_message_size=_WS_MAX_MESSAGE, connect_timeout=self._timeout,
-                    disconnect_timeout=_WS_CLOSE_TIMEOUT))
-            except trio_websocket.ConnectionTimeout:
-                raise _connect_error(self.url, f"no answer within {self._timeout:g} s") from None
-            except trio_websocket.ConnectionRejected as exc:
-                raise _connect_error(self.url, f"the relay refused the WebSocket handshake "
-                                     f"with HTTP status {exc.status_code}") from exc
-            except trio_websocket.HandshakeError as exc:
-                cause = exc.__cause__ or exc
-                raise _connect_error(self.url, "connection failed", cause) from exc
-            except (OSError, trio.BrokenResourceError) as exc:
-                raise _connect_error(self.url, "connection failed", exc) from exc
-            yield WebSocketLink(ws, self._max_size, self._dropped)
+        failure: BaseException | None = None
+        connected = False
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    ws = await self._handshake(nursery)
+                except RelayConnectError as exc:
+                    failure = exc
+                    nursery.cancel_scope.cancel()
+                else:
+                    connected = True
+                    try:
+                        yield WebSocketLink(ws, self._max_size, self._dropped)
+                    finally:
+                        with trio.move_on_after(_WS_CLOSE_TIMEOUT) as scope:
+                            scope.shield = True
+                            await ws.aclose()
+                        nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # trio-websocket's reader task reports some handshake failures (a rejection)
+            # itself, in this nursery; the body's errors come here too.
+            errors = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)] or list(group.exceptions)
+            if len(errors) != 1:
+                raise
+            error = errors[0]
+            if not connected and isinstance(error, Exception):
+                error = self._handshake_error(error)
+            raise error from None
+        if failure is not None:
+            raise failure
 
 
 # --------------------------------------------------------------------------- passt

@@ -1,0 +1,45 @@
+"""The pcap writer produces classic libpcap files (link type 1, Ethernet) that dpkt, like
+Wireshark and tcpdump, reads back frame for frame."""
+
+from __future__ import annotations
+
+import io
+
+import dpkt
+import pytest
+from relay_testlib import frame
+
+from pyv86.relay_client import LINKTYPE_ETHERNET, PcapWriter
+
+
+def test_pcap_file_reads_back_with_dpkt(tmp_path):
+    path = tmp_path / "cap.pcap"
+    frames = [frame(42, seq=1), frame(60, seq=2), frame(1514, seq=3)]
+    with PcapWriter(path) as w:
+        for i, f in enumerate(frames):
+            w.write(f, timestamp=1700000000.25 + i)
+    with open(path, "rb") as fh:
+        reader = dpkt.pcap.Reader(fh)
+        assert reader.datalink() == LINKTYPE_ETHERNET == 1
+        records = list(reader)
+    assert [bytes(buf) for _, buf in records] == frames
+    assert [ts for ts, _ in records] == pytest.approx([1700000000.25, 1700000001.25, 1700000002.25])
+    eth = dpkt.ethernet.Ethernet(records[1][1])
+    assert eth.src == frames[1][6:12]
+
+
+def test_pcap_writer_leaves_a_given_file_open():
+    buf = io.BytesIO()
+    w = PcapWriter(buf)
+    w.write(frame(60))
+    w.close()
+    assert not buf.closed
+    assert len(buf.getvalue()) == 24 + 16 + 60
+    assert w.frames == 1
+
+
+def test_pcap_writer_refuses_writes_after_close(tmp_path):
+    w = PcapWriter(tmp_path / "x.pcap")
+    w.close()
+    with pytest.raises(ValueError, match="closed"):
+        w.write(frame(60))
