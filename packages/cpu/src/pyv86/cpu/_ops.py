@@ -419,16 +419,16 @@ def real_interrupt(cpu: Any, vector: int) -> None:
     cpu.halted = False
 
 
-def soft_interrupt(cpu: Any, vector: int) -> None:
+def soft_interrupt(cpu: Any, vector: int, kind: str = "soft") -> None:
     if not cpu.protected:
         real_interrupt(cpu, vector)
         return
-    if cpu.vm86 and (cpu.flags & IOPL) != IOPL:
+    if kind == "soft" and cpu.vm86 and (cpu.flags & IOPL) != IOPL:
         raise CPUFault(13, 0)
     hook = system_hook("interrupt")
     if hook is None:
         raise NotImplementedError("protected-mode INT n needs pyv86.cpu._system")
-    hook(cpu, vector, "soft", None)
+    hook(cpu, vector, kind, None)
     cpu.update_mode()
 
 
@@ -1233,7 +1233,7 @@ def retf(cpu: Any) -> None:
 
 @opcode(0xCC)
 def int3(cpu: Any) -> None:
-    soft_interrupt(cpu, 3)
+    soft_interrupt(cpu, 3, "soft-exception")
 
 
 @opcode(0xCD)
@@ -1244,7 +1244,7 @@ def int_n(cpu: Any) -> None:
 @opcode(0xCE)
 def into(cpu: Any) -> None:
     if cpu.get_eflags() & 0x800:
-        soft_interrupt(cpu, 4)
+        soft_interrupt(cpu, 4, "soft-exception")
 
 
 @opcode(0xCF)
@@ -1254,7 +1254,7 @@ def iret_op(cpu: Any) -> None:
 
 @opcode(0xF1)
 def icebp(cpu: Any) -> None:
-    soft_interrupt(cpu, 1)
+    soft_interrupt(cpu, 1, "exception")  # ICEBP: no gate DPL check
 
 
 @opcode(0xD7)
@@ -1433,14 +1433,14 @@ def _system_op(cpu: Any, name: str, has_modrm: bool) -> None:
 class ModRM:
     """A decoded ModRM operand handed to _system (``reg`` field, r/m as register or memory)."""
 
-    def __init__(self, cpu: Any) -> None:
+    def __init__(self, cpu: Any, register: Optional[int] = None) -> None:
         self.cpu = cpu
-        m = modrm(cpu)
+        m = modrm(cpu) if register is None else (register | 0xC0)
         self.modrm = m
         self.reg = (m >> 3) & 7
         self.rm = m & 7
         self.is_mem = m < 0xC0
-        self.opsize32 = bool(cpu.o32)
+        self.opsize32 = bool(cpu.o32) if register is None else True
         self.seg = cpu.ea_seg if self.is_mem else -1
         self.offset = cpu.ea_off if self.is_mem else 0
         self.linear: Optional[int] = ((cpu.sbase[self.seg] + self.offset) & 0xFFFFFFFF
@@ -1966,8 +1966,9 @@ def _mov_crdr(cpu: Any) -> None:
     hook = system_hook("system_instruction")
     name = ("mov_from_cr", "mov_from_dr", "mov_to_cr", "mov_to_dr")[op - 0x20]
     if hook is not None:
-        cpu.eip -= 1
-        _system_op(cpu, name, True)
+        cpu.pending_opsize32 = True
+        hook(cpu, name, ModRM(cpu, register=m))  # mod is ignored: always a register
+        cpu.update_mode()
         return
     # fallback without _system: plain register moves with the architectural reserved checks
     if op == 0x20:
