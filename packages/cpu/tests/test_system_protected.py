@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -132,11 +132,13 @@ tss_end:
 """
 
 
-def _idt(overrides: Dict[int, Tuple[str, int]]) -> str:
+def _idt(overrides: Dict[int, Tuple[Any, ...]]) -> str:
+    """IDT source: (handler, attr[, selector]) per vector; default ring 0 interrupt gates."""
     lines = ["align 8", "idt:"]
     for v in range(0x82):
-        handler, attr = overrides.get(v, (f"default_{v}", 0x8E))
-        lines.append(f"  GATE {handler}, 0x08, 0x{attr:02X}")
+        entry = overrides.get(v, (f"default_{v}", 0x8E))
+        selector = entry[2] if len(entry) > 2 else 0x08
+        lines.append(f"  GATE {entry[0]}, 0x{selector:02X}, 0x{entry[1]:02X}")
     lines.append("idt_end:")
     for v in range(0x82):
         lines += [
@@ -156,7 +158,7 @@ def _idt(overrides: Dict[int, Tuple[str, int]]) -> str:
 class Machine:
     def __init__(self, tmp_path: Path, code: str, *, gdt_extra: str = "", data: str = "",
                  iomap: str = "  times 32 db 0xFF",
-                 idt: Optional[Dict[int, Tuple[str, int]]] = None,
+                 idt: Optional[Dict[int, Tuple[Any, ...]]] = None,
                  intc: object = None) -> None:
         nasm = shutil.which("nasm")
         if nasm is None:
