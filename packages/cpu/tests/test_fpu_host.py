@@ -78,6 +78,10 @@ def i32(x: int) -> bytes:
     return struct.pack("<i", x)
 
 
+def u32(x: int) -> bytes:
+    return struct.pack("<I", x)
+
+
 def i64(x: int) -> bytes:
     return struct.pack("<q", x)
 
@@ -270,6 +274,80 @@ for _sz in ("", "data16 "):
     case(f"fnsave_frstor_{_sz or 'data32 '}", f64(1.0) + f64(2.0) + ext(0, 0x4000, 0xC90FDAA22168C235),
          "fld qword ptr [ebx]", "fld qword ptr [ebx+8]", "fld tbyte ptr [ebx+16]", "fsub st, st(1)",
          f"{_sz}fnsave [ebx+128]", "fld1", f"{_sz}frstor [ebx+128]", "fmul st, st(2)")
+
+# NaN propagation (SDM vol. 1, table 4-7) and special operands
+_SNAN64 = (0x7FF0000000000123).to_bytes(8, "little")
+_QNAN64 = (0x7FF8000000000456).to_bytes(8, "little")
+_QNAN64B = (0xFFF8000000000999).to_bytes(8, "little")
+case("qnan_plus_number", _QNAN64 + f64(1.0), "fld qword ptr [ebx]", "fadd qword ptr [ebx+8]")
+case("number_plus_qnan", f64(1.0) + _QNAN64, "fld qword ptr [ebx]", "fadd qword ptr [ebx+8]")
+case("two_qnans_larger_significand", _QNAN64 + _QNAN64B, "fld qword ptr [ebx]",
+     "fld qword ptr [ebx+8]", "fadd st, st(1)", "fld st(1)", "fmul st, st(1)")
+case("snan_m80_operand_invalid", ext(0, 0x7FFF, 0x8000000000000123) + f64(2.0),
+     "fld qword ptr [ebx+10]", "fld tbyte ptr [ebx]", "fadd st, st(1)", "fst qword ptr [ebx+128]")
+case("snan_m80_roundtrip_without_exception", ext(1, 0x7FFF, 0x8000000000000123),
+     "fld tbyte ptr [ebx]", "fstp tbyte ptr [ebx+128]")
+case("fxam_ext_denormal_and_unsupported", ext(0, 0, 5) + ext(0, 0x7FFF, 0x4000000000000000),
+     "fld tbyte ptr [ebx]", "fxam", "fnstsw ax", "mov word ptr [ebx+128], ax",
+     "fld tbyte ptr [ebx+10]", "fxam")
+case("denormal_operand_m64", f64(1.0) + f64(1e-310), "fld qword ptr [ebx]",
+     "fadd qword ptr [ebx+8]")
+case("denormal_operand_m32", f64(1.0) + f32(1e-40), "fld qword ptr [ebx]",
+     "fmul dword ptr [ebx+8]")
+case("fidiv_by_zero", f64(3.0) + i16(0), "fld qword ptr [ebx]", "fidiv word ptr [ebx+8]")
+case("fdiv_inf_by_zero_is_exact", f64(float("-inf")) + f64(0.0), "fld qword ptr [ebx]",
+     "fdiv qword ptr [ebx+8]")
+case("zero_times_inf_invalid", f64(0.0) + f64(float("inf")), "fld qword ptr [ebx]",
+     "fmul qword ptr [ebx+8]")
+case("fsincos_nan", _QNAN64, "fld qword ptr [ebx]", "fsincos")
+case("fptan_overflowing_stack", f64(0.5), *(["fld qword ptr [ebx]"] * 8), "fptan")
+# unmasked responses (the last instruction raises; FNSAVE does not wait)
+case("unmasked_overflow_m32_store_not_written", f64(1e39), "fld qword ptr [ebx]",
+     "fstp dword ptr [ebx+128]", cw=0x0277)
+case("unmasked_underflow_m32_store_not_written", f64(1e-45), "fld qword ptr [ebx]",
+     "fst dword ptr [ebx+128]", cw=0x026F)
+case("unmasked_invalid_fist_not_written", f64(1e10), "fld qword ptr [ebx]",
+     "fistp word ptr [ebx+128]", cw=0x027E)
+case("unmasked_stack_overflow_keeps_top", f64(1.0), *(["fld qword ptr [ebx]"] * 9), cw=0x027E)
+case("unmasked_stack_underflow", b"", "fld st(3)", cw=0x027E)
+case("unmasked_denormal_operand", f64(1.0) + f64(1e-310), "fld qword ptr [ebx]",
+     "fadd qword ptr [ebx+8]", cw=0x027D)
+case("fldenv_with_pending_unmasked", u32(0xFFFF027B) + u32(0xFFFF0004) + u32(0xFFFFFFFF)
+     + bytes(16), "fldenv [ebx]")
+# undocumented aliases and 287 leftovers every i686 still accepts
+case("aliases_fstp1_fxch4_fxch7_fstp8_fstp9", f64(1.0) + f64(2.0) + f64(3.0),
+     "fld qword ptr [ebx]", "fld qword ptr [ebx+8]", "fld qword ptr [ebx+16]",
+     ".byte 0xdd, 0xc9", ".byte 0xdf, 0xca", ".byte 0xd9, 0xd9", ".byte 0xdf, 0xd1",
+     "fld1", ".byte 0xdf, 0xd9")
+case("aliases_fcom2_fcomp3_fcomp5", f64(1.0) + f64(2.0), "fld qword ptr [ebx]",
+     "fld qword ptr [ebx+8]", "fld st(1)", ".byte 0xdc, 0xd1", "fnstsw ax",
+     "mov word ptr [ebx+128], ax", ".byte 0xdc, 0xda", ".byte 0xde, 0xd1")
+case("ffreep", f64(1.0) + f64(2.0), "fld qword ptr [ebx]", "fld qword ptr [ebx+8]",
+     ".byte 0xdf, 0xc1")
+case("fneni_fndisi_fnsetpm_are_nops", f64(1.0), "fld qword ptr [ebx]", ".byte 0xdb, 0xe0",
+     ".byte 0xdb, 0xe1", ".byte 0xdb, 0xe4")
+case("fcmov_empty_source", f64(1.0), "fld qword ptr [ebx]", "fcmovb st, st(3)", eflags=0x203)
+case("fst_to_empty_sti", f64(1.5), "fld qword ptr [ebx]", "fst st(5)", "fxch st(5)",
+     "fst qword ptr [ebx+128]")
+case("fistp_m16_min_and_rounding", f64(-32768.4) + f64(-32768.6) + f64(32767.5),
+     "fld qword ptr [ebx]", "fistp word ptr [ebx+128]", "fld qword ptr [ebx+8]",
+     "fistp word ptr [ebx+130]", "fld qword ptr [ebx+16]", "fistp word ptr [ebx+132]")
+case("fisttp_absent_fild_m64_negative", i64(-1), "fild qword ptr [ebx]",
+     "fistp qword ptr [ebx+128]")
+case("fbld_negative_and_fbstp_rounding", bytes([0x99, 0x99, 0, 0, 0, 0, 0, 0, 0, 0x80])
+     + f64(2.5) + f64(-3.5), "fbld tbyte ptr [ebx]", "fbstp tbyte ptr [ebx+128]",
+     "fld qword ptr [ebx+10]", "fbstp tbyte ptr [ebx+138]", "fld qword ptr [ebx+18]",
+     "fbstp tbyte ptr [ebx+148]")
+case("fld_m80_unnormal_then_add_invalid", ext(0, 0x4000, 0x4000000000000000) + f64(1.0),
+     "fld qword ptr [ebx+10]", "fld tbyte ptr [ebx]", "fadd st, st(1)")
+case("fld_m80_pseudo_denormal", ext(0, 0, 0x8000000000000001), "fld tbyte ptr [ebx]",
+     "fstp qword ptr [ebx+128]")
+case("fld_m80_denormal_to_m32_underflow", ext(0, 0x3FFF - 140, 0xC000000000000001),
+     "fld tbyte ptr [ebx]", "fst dword ptr [ebx+128]", "fstp qword ptr [ebx+132]")
+case("fsqrt_of_m80_value", ext(0, 0x3FFF, 0xC000000000000123), "fld tbyte ptr [ebx]",
+     "fsqrt", "fst qword ptr [ebx+128]")
+case("fcom_m80_exact_compare", ext(0, 0x3FFF, 0x8000000000000001) + f64(1.0),
+     "fld qword ptr [ebx+10]", "fld tbyte ptr [ebx]", "fcomi st, st(1)", "fcomp st(1)")
 
 
 # ---------------------------------------------------------------------------- the host side

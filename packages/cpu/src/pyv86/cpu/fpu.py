@@ -46,7 +46,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from . import _fpu_format as F
 from ._fault import CPUFault
-from ._fpu_format import IE, IND, INF, OE, PE, SF, UE, ZE
+from ._fpu_format import DE, IE, IND, INF, OE, PE, SF, UE, ZE
 
 __all__ = ["FPU", "waits"]
 
@@ -255,6 +255,8 @@ def _exact_arith(kind: int, a: float, b: float, ra: Optional[int], rb: Optional[
                  ) -> Tuple[float, int, bool]:
     """An arithmetic operation where an operand has more than 53 significant bits: the
     exact result rounded once to a double (what a real x87 does with PC=53)."""
+    if (ra is not None and F.ext_class(ra) == 5) or (rb is not None and F.ext_class(rb) == 5):
+        return IND, IE, False   # unsupported encodings (unnormals, pseudo-NaN/inf)
     fa = _frac(a, ra)
     fb = _frac(b, rb)
     if fa is None or fb is None or not fa or not fb:
@@ -274,6 +276,28 @@ def _exact_arith(kind: int, a: float, b: float, ra: Optional[int], rb: Optional[
     if not x:
         return (-0.0 if rc == 1 else 0.0), 0, False
     return F.round_fraction(x, rc)
+
+
+def _nan_ext(a: float, ra: Optional[int], b: float, rb: Optional[int]) -> Optional[int]:
+    """80-bit NaN result of an operation with NaN operands given as 80-bit shadows (payloads
+    beyond a double's kept), or None when the double result is already exact."""
+    ea = F.double_to_ext(a) if ra is None else ra
+    eb = F.double_to_ext(b) if rb is None else rb
+    na = F.ext_class(ea) == 4
+    nb = F.ext_class(eb) == 4
+    q = 1 << 62
+    if na and nb:
+        ma, mb = ea & F.MASK64 | q, eb & F.MASK64 | q
+        pick = eb if mb > ma or (mb == ma and ea >> 79) else ea
+    elif na:
+        pick = ea
+    elif nb:
+        pick = eb
+    else:
+        return None    # the indefinite
+    res = pick | q
+    v = F.ext_to_double(res)
+    return None if F.double_to_ext(v) == res else res
 
 
 def _compare(a: float, b: float, unordered_quiet: bool, ra: Optional[int] = None,
@@ -430,14 +454,18 @@ class FPU:
             self.sw &= ~ES_B
 
     def _signal(self, flags: int) -> bool:
-        """Record exception flags; True when an unmasked IE/DE/ZE aborts the instruction."""
+        """Record exception flags; True when an unmasked IE/DE/ZE aborts the instruction
+        (then only the flags of that pre-computation exception are recorded)."""
         if not flags:
             return False
-        self.sw |= flags
         unm = flags & ~self.cw & 0x3F
         if unm:
-            self.sw |= ES_B
-            return (unm & 0x07) != 0
+            if unm & 0x07:
+                self.sw |= (flags & (IE | DE | ZE | SF)) | ES_B
+                return True
+            self.sw |= flags | ES_B
+            return False
+        self.sw |= flags
         return False
 
     def _masked(self, flags: int) -> bool:
@@ -526,6 +554,16 @@ class FPU:
         rc = (self.cw >> 10) & 3
         if ra is not None or rb is not None:
             r, fl, away = _exact_arith(kind, a, b, ra, rb, rc)
+            if r != r:
+                rr = _nan_ext(a, ra, b, rb)
+                if self._signal(fl | flags):
+                    return
+                self.sw &= ~C1
+                self._write(pd, r)
+                self.raw[pd] = rr
+                if pop:
+                    self._pop()
+                return
         else:
             r, fl, away = _ARITH[kind](a, b, rc)
         if self._signal(fl | flags):
@@ -643,22 +681,23 @@ class FPU:
             elif cls == 3:
                 bits = (neg << (size * 8 - 1)) | (0x7F800000 if size == 4 else 0x7FF0000000000000)
             elif cls == 4:
-                nb = F.f2b(v) if raw is None else F.f2b(F.ext_to_double(raw))
-                if not nb & (1 << 51):
+                m = self._ext(p0) & F.MASK64
+                if not m & (1 << 62):
                     flags = IE
                 if size == 4:
-                    bits = (neg << 31) | 0x7FC00000 | ((nb >> 29) & 0x3FFFFF)
+                    bits = (neg << 31) | 0x7FC00000 | ((m >> 40) & 0x3FFFFF)
                 else:
-                    bits = nb | (1 << 51)
+                    bits = (neg << 63) | 0x7FF8000000000000 | ((m >> 11) & (F.MASK52 >> 1))
             else:
                 flags = IE
                 bits = F.IND_F32 if size == 4 else F.IND_F64
         unm = flags & ~self.cw & 0x3F
+        if unm & (OE | UE):  # unmasked OE/UE: memory not written, stack not popped, no PE
+            self._signal(unm & (OE | UE))
+            return
         if not unm:
             mem.write(addr, bits, size)
         if self._signal(flags):
-            return
-        if unm:  # unmasked OE/UE: memory not written, stack not popped
             return
         self._set_c1(away)
         if pop:
@@ -994,7 +1033,7 @@ class FPU:
 
     def _ffreep(self, i: int, eflags: int) -> None:
         self.full[(self.top + i) & 7] = False
-        self.top = (self.top + 1) & 7
+        self._pop()
 
     def _d9_d0(self, i: int, eflags: int) -> None:
         if i != 0:
