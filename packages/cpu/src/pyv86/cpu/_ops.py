@@ -1743,6 +1743,8 @@ def _string(cpu: Any) -> None:
         _string_once(cpu, kind, sz, src, amask, delta)
         return
     count = reg[1] & amask
+    if (kind == 0xA4 or kind == 0xAA) and count and delta > 0:
+        count = _rep_bulk(cpu, kind, sz, src, amask, count)
     left = REP_CHUNK
     while count:
         _string_once(cpu, kind, sz, src, amask, delta)
@@ -1759,6 +1761,66 @@ def _string(cpu: Any) -> None:
         if left == 0 and count:
             cpu.eip = cpu.insn_eip  # resume later (lets interrupts in, like hardware)
             return
+
+
+def _ram_page(cpu: Any, lin: int, write: bool) -> int:
+    """Physical base of the RAM page holding ``lin`` if the TLB has it (or can get it), else -1."""
+    user = cpu.cpl == 3
+    key = (lin >> 12) | (1 << 20 if user else 0)
+    tlb = cpu.tlb_w if write else cpu.tlb_r
+    t = tlb.get(key)
+    if t is None:
+        cpu.translate(lin, write, user)  # may fault: nothing has been changed yet
+        t = tlb.get(key)
+    return -1 if t is None else t
+
+
+def _rep_bulk(cpu: Any, kind: int, sz: int, src: int, amask: int, count: int) -> int:
+    """REP MOVS/STOS (DF=0) a page at a time through the TLB; returns the elements left.
+
+    Each chunk stays inside one source and one destination page and inside the segment
+    limits, and is copied only when the regions do not overlap (otherwise the element loop
+    keeps the byte-by-byte semantics).  Registers are updated after every chunk, so a fault
+    in a later chunk leaves them pointing at the faulting element.
+    """
+    n = SIZE[sz]
+    reg = cpu.reg
+    ram = cpu.ram
+    while count:
+        di = reg[7] & amask
+        lin_d = cpu.seg_linear(ES, di, n, True)
+        room = min(count, (0x1000 - (lin_d & 0xFFF)) // n, (amask - di) // n + 1,
+                   (cpu.seg_whi[ES] - di + 1) // n)
+        if kind == 0xA4:
+            si = reg[6] & amask
+            lin_s = cpu.seg_linear(src, si, n, False)
+            room = min(room, (0x1000 - (lin_s & 0xFFF)) // n, (amask - si) // n + 1,
+                       (cpu.seg_rhi[src] - si + 1) // n)
+        if room <= 1:
+            return count
+        pd = _ram_page(cpu, lin_d, True)
+        if pd < 0:
+            return count
+        d = pd | (lin_d & 0xFFF)
+        nbytes = room * n
+        if kind == 0xA4:
+            ps = _ram_page(cpu, lin_s, False)
+            if ps < 0:
+                return count
+            s_ = ps | (lin_s & 0xFFF)
+            if d < s_ + nbytes and s_ < d + nbytes:
+                return count  # overlapping: element by element
+            ram[d:d + nbytes] = ram[s_:s_ + nbytes]
+            _adv(cpu, 6, nbytes, amask)
+        else:
+            ram[d:d + nbytes] = (reg[0] & MASK[sz]).to_bytes(n, "little") * room
+        _adv(cpu, 7, nbytes, amask)
+        count -= room
+        if amask == 0xFFFF:
+            reg[1] = (reg[1] & 0xFFFF0000) | count
+        else:
+            reg[1] = count
+    return 0
 
 
 def _string_once(cpu: Any, kind: int, sz: int, src: int, amask: int, delta: int) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional
 
 from ._fault import CPUFault
+from ._flags import lazy_flags
 
 # Instructions the core hands to _system.system_instruction in protected / v86 mode (and for
 # the ones marked * in every mode).
@@ -288,7 +289,6 @@ class CPU:
         return self.flags
 
     def _materialize_flags(self) -> None:
-        from ._flags import lazy_flags
         op = self.lz_op
         bits, mask = lazy_flags(op, self.lz_a, self.lz_b, self.lz_c, self.lz_res, self.lz_sz)
         self.flags = (self.flags & ~mask) | bits
