@@ -94,19 +94,19 @@ def _make_rom(vendor=0, device=0, size=1024, code_type=0, more=None, checksum=Tr
     return bytes(rom) + (more or b"")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_device():
     """Factory for test functions described as data (see _make_device)."""
     return _make_device
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_rom():
     """Factory for option ROM images (see _make_rom)."""
     return _make_rom
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def new_machine():
     """Factory for recording machines; keyword arguments go to PCIBus."""
     return Machine

@@ -248,3 +248,12 @@ def test_read_only_header_registers_ignore_a_permissive_write_mask(machine, make
     assert machine.read(8, 0, 0x0C) >> 16 == header[3] >> 16  # header type, BIST
     assert machine.read(8, 0, 0x2C) == header[11]  # subsystem IDs
     assert machine.read(8, 0, 0x3C) >> 8 == header[15] >> 8  # pin, Min_Gnt, Max_Lat
+
+
+def test_a_memory_bar_ending_at_the_top_of_4_gib_does_not_decode(machine, multi):
+    # As QEMU: the all-ones sizing value with decoding on must not map over the BIOS.
+    machine.write(6, 0, 0x04, 0x0002, 2)
+    machine.write(6, 0, 0x14, 0xFFFFF000)
+    assert machine.events == []
+    machine.write(6, 0, 0x14, 0xFFFFE000)
+    assert machine.events == [("map", "mem", 0xFFFFE000, 4096, 1)]

@@ -405,8 +405,11 @@ class PCIBus:
             raise TypeError(f"{function!r} is not a PCI function described as data: it "
                             f"lacks {', '.join(missing)} (see pyv86.pci.PCIFunction)")
         space = _Space(function, slot, fn, patch)
+        try:
+            function.set_irq = self._make_irq(space)
+        except AttributeError as exc:
+            raise TypeError(f"{function!r}: the bus cannot assign set_irq ({exc})") from exc
         self._spaces[space.devfn] = space
-        function.set_irq = self._make_irq(space)
         self._latch(self._address)
         return space
 

@@ -72,12 +72,13 @@ class _Probe:
 
     SLOT = 5
 
-    def __init__(self, function: PCIFunction) -> None:
+    def __init__(self, function: PCIFunction, patch_rom_ids: bool) -> None:
         self.mapped: List[Region] = []
         self.events: List[Tuple[str, Any]] = []
         self.lines: List[Tuple[int, int]] = []
         self.bus = PCIBus(on_map=self._on_map, on_unmap=self._on_unmap,
-                          irq_line=lambda irq, level: self.lines.append((irq, level)))
+                          irq_line=lambda irq, level: self.lines.append((irq, level)),
+                          patch_rom_ids=patch_rom_ids)
         self.function = function
 
     def _on_map(self, region: Region) -> None:
@@ -107,11 +108,13 @@ def _bars_of(function: PCIFunction) -> Dict[int, Any]:
     return {int(getattr(b, "index", -1)): b for b in function.bars}
 
 
-def check_function(function: PCIFunction, *, seed: int = 0x8029) -> List[Finding]:
+def check_function(function: PCIFunction, *, seed: int = 0x8029,
+                   patch_rom_ids: bool = True) -> List[Finding]:
     """Run every check on ``function``; return the findings (an empty list: conformant).
 
     Never raises for a bad function: a check that blows up becomes a finding. ``seed``
-    drives the random configuration traffic of the read-only check.
+    drives the random configuration traffic of the read-only check; ``patch_rom_ids=False``
+    checks the ROM as it is instead of as the bus would present it by default.
     """
     findings: List[Finding] = []
 
@@ -131,7 +134,7 @@ def check_function(function: PCIFunction, *, seed: int = 0x8029) -> List[Finding
         return findings
 
     previous_irq = getattr(function, "set_irq", None)
-    probe = _Probe(function)
+    probe = _Probe(function, patch_rom_ids)
     try:
         probe.host()
     except (ValueError, TypeError, AttributeError) as exc:
@@ -158,10 +161,10 @@ def check_function(function: PCIFunction, *, seed: int = 0x8029) -> List[Finding
 
 
 def assert_conformant(function: PCIFunction, *, allow_warnings: bool = True,
-                      seed: int = 0x8029) -> List[Finding]:
+                      seed: int = 0x8029, patch_rom_ids: bool = True) -> List[Finding]:
     """Raise :class:`ConformanceError` if :func:`check_function` finds an error (or, with
     ``allow_warnings=False``, a warning); return the findings otherwise."""
-    findings = check_function(function, seed=seed)
+    findings = check_function(function, seed=seed, patch_rom_ids=patch_rom_ids)
     bad = [f for f in findings if f.severity == ERROR or not allow_warnings]
     if bad:
         raise ConformanceError(repr(function), findings)
