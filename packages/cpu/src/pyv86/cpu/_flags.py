@@ -37,14 +37,14 @@ def lazy_flags(op: int, a: int, b: int, c: int, res: int, sz: int) -> Tuple[int,
         if op == L_ADD:
             cf = res < a
         else:
-            cf = res < a or (c and res == a)
+            cf = res < a or (c != 0 and res == a)
         f |= (1 if cf else 0) | ((a ^ b ^ res) & 0x10) | ((((a ^ res) & (b ^ res)) >> sh) & 1) << 11
         return f, ALL6
     if op == L_SUB or op == L_SBB:
         if op == L_SUB:
             cf = a < b
         else:
-            cf = a < b or (c and a == b)
+            cf = a < b or (c != 0 and a == b)
         f |= (1 if cf else 0) | ((a ^ b ^ res) & 0x10) | ((((a ^ b) & (a ^ res)) >> sh) & 1) << 11
         return f, ALL6
     if op == L_LOGIC:

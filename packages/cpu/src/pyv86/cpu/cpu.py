@@ -81,7 +81,7 @@ def _load_system() -> Any:
     global _system
     if _system is None:
         try:
-            from . import _system as mod  # type: ignore[attr-defined]
+            from . import _system as mod
         except ImportError:  # pragma: no cover - only while the module is being written
             return None
         _system = mod
@@ -92,7 +92,7 @@ def _load_paging() -> Any:
     global _paging
     if _paging is None:
         try:
-            from . import _paging as mod  # type: ignore[attr-defined]
+            from . import _paging as mod
         except ImportError:  # pragma: no cover
             return None
         _paging = mod
@@ -119,7 +119,7 @@ class CPU:
         self.trace: Optional[Callable[[CPU], None]] = None
         self.fpu: Any = None
         try:
-            from .fpu import FPU  # type: ignore[attr-defined]
+            from .fpu import FPU
             self.fpu = FPU()
         except ImportError:  # pragma: no cover - while fpu.py is being written
             self.fpu = None
