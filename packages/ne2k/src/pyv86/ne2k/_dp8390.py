@@ -443,8 +443,9 @@ class DP8390:
         """
         if self.dma != _DMA_READ:
             return (1 << (8 * size)) - 1
+        dcr = self.dcr
         if size == 1:
-            n = 1 if (self.byte_only or not self.dcr & DCR_WTS) else 2
+            n = 1 if (self.byte_only or not dcr & DCR_WTS) else 2
         else:
             n = size
         a = self.rsar
@@ -468,9 +469,13 @@ class DP8390:
                     a = self._wrap_to
                 a &= 0xFFFF
             self.rsar = a
-        if self.dcr & DCR_BOS and n > 1 and not self.byte_only:
+        if dcr & DCR_BOS and n > 1 and not self.byte_only:
             v = ((v & 0x00FF00FF) << 8) | ((v >> 8) & 0x00FF00FF)
-        self._count_down(n)
+        left = self.rbcr - n
+        if left > 0:
+            self.rbcr = left
+        else:
+            self._count_down(n)
         if size == 1:
             return v & 0xFF
         return v
@@ -479,12 +484,13 @@ class DP8390:
         """One data-port write; the counterpart of :meth:`dma_read`. Only RAM is written."""
         if self.dma != _DMA_WRITE:
             return
+        dcr = self.dcr
         if size == 1:
-            n = 1 if (self.byte_only or not self.dcr & DCR_WTS) else 2
+            n = 1 if (self.byte_only or not dcr & DCR_WTS) else 2
             value &= 0xFF
         else:
             n = size
-        if self.dcr & DCR_BOS and n > 1 and not self.byte_only:
+        if dcr & DCR_BOS and n > 1 and not self.byte_only:
             value = ((value & 0x00FF00FF) << 8) | ((value >> 8) & 0x00FF00FF)
         a = self.rsar
         mem = self.mem
@@ -496,7 +502,7 @@ class DP8390:
                 mem[a] = value & 0xFF
                 mem[a + 1] = (value >> 8) & 0xFF
                 mem[a + 2] = (value >> 16) & 0xFF
-                mem[a + 3] = (value >> 24) & 0xFF
+                mem[a + 3] = value >> 24
             elif n == 2:
                 mem[a] = value & 0xFF
                 mem[a + 1] = (value >> 8) & 0xFF
@@ -514,7 +520,11 @@ class DP8390:
                     a = self._wrap_to
                 a &= 0xFFFF
             self.rsar = a
-        self._count_down(n)
+        left = self.rbcr - n
+        if left > 0:
+            self.rbcr = left
+        else:
+            self._count_down(n)
 
     # ---------------------------------------------------------------------- receive
     def _ring_ok(self) -> bool:
