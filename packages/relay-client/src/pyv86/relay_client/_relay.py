@@ -63,6 +63,7 @@ RECONNECT_MAX_DELAY = 10.0
 CLOSE_TIMEOUT = 1.0
 
 _BATCH_BYTES = 65536
+_GRACE = 2.0  # seconds a link may take to close politely after aclose()
 
 # Drop reasons counted in RelayStatistics.dropped (besides "runt", "oversize", "text").
 OUTGOING_RUNT = "outgoing_runt"
@@ -176,7 +177,8 @@ class Relay:
         self._recv_send, self._recv_recv = trio.open_memory_channel[bytes](receive_queue_size)
         self._state = "connecting"
         self._closed = False
-        self._scope: trio.CancelScope | None = None
+        self._scope: trio.CancelScope | None = None        # the supervisor
+        self._serve_scope: trio.CancelScope | None = None  # the pumps of the current link
         self._frames_in = self._bytes_in = self._frames_out = self._bytes_out = 0
         self._connects = self._connect_failures = 0
         self._last_error: str | None = None
@@ -311,7 +313,12 @@ class Relay:
         self._queue.clear()
         self._inflight = []
         self._set_state("closed")
-        if self._scope is not None:
+        if self._serve_scope is not None and self._scope is not None:
+            # Stop the pumps but let the link close politely (a WebSocket close handshake
+            # needs trio-websocket's reader task alive); the deadline bounds a silent peer.
+            self._serve_scope.cancel()
+            self._scope.deadline = min(self._scope.deadline, trio.current_time() + _GRACE)
+        elif self._scope is not None:
             self._scope.cancel()
         self._recv_send.close()
         self._recv_recv.close()
@@ -385,9 +392,15 @@ class Relay:
                     failure = exc
             nursery.cancel_scope.cancel()
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(guard, self._pump_out, nursery)
-            nursery.start_soon(guard, self._pump_in, nursery)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._serve_scope = nursery.cancel_scope
+                if self._closed:
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(guard, self._pump_out, nursery)
+                nursery.start_soon(guard, self._pump_in, nursery)
+        finally:
+            self._serve_scope = None
         if failure is not None:
             raise failure
 

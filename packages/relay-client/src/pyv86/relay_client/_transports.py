@@ -202,7 +202,8 @@ class WebSocketTransport:
         """The extra handshake headers sent to the relay."""
         return list(self._headers)
 
-    async def _handshake(self, nursery: trio.Nursery) -> trio_websocket.WebSocketConnection:
+    async def _handshake(self, nursery: trio.Nursery) -> tuple[
+            trio_websocket.WebSocketConnection, trio.SocketStream | trio.SSLStream[trio.SocketStream]]:
         """TCP, TLS and WebSocket handshakes. The reader task trio-websocket starts lives in
         ``nursery``, which the caller cancels if this fails (trio-websocket's own
         ``open_websocket`` leaves that task running after a handshake timeout, and hangs)."""
@@ -224,9 +225,10 @@ class WebSocketTransport:
                 try:
                     host = url.netloc if url.port != (443 if url.scheme == "wss" else 80) else (
                         f"[{url.host}]" if ":" in url.host else url.host)
-                    return await trio_websocket.wrap_client_stream(
+                    ws = await trio_websocket.wrap_client_stream(
                         nursery, stream, host, url.path, extra_headers=self._headers,
                         message_queue_size=1, max_message_size=_WS_MAX_MESSAGE)
+                    return ws, stream
                 except BaseException:
                     await trio.aclose_forcefully(stream)
                     raise
@@ -262,7 +264,7 @@ class WebSocketTransport:
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    ws = await self._handshake(nursery)
+                    ws, stream = await self._handshake(nursery)
                 except RelayConnectError as exc:
                     failure = exc
                     nursery.cancel_scope.cancel()
@@ -274,6 +276,9 @@ class WebSocketTransport:
                         with trio.move_on_after(_WS_CLOSE_TIMEOUT) as scope:
                             scope.shield = True
                             await ws.aclose()
+                        # After a close the relay started, trio-websocket leaves the socket
+                        # open until its reader sees EOF; we are not waiting for that.
+                        await trio.aclose_forcefully(stream)
                         nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # trio-websocket's reader task reports some handshake failures (a rejection)
