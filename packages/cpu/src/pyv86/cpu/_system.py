@@ -32,6 +32,7 @@ from typing import Any, List, Optional, Tuple
 
 from . import _paging
 from ._fault import CPUFault
+from .cpu import SIGNATURE as _RESET_SIGNATURE
 
 ES, CS, SS, DS, FS, GS = 0, 1, 2, 3, 4, 5
 
@@ -83,8 +84,8 @@ _POPF_MASK = 0x254DD5
 _V86_ATTR = 0xF3
 _V86_CS_ATTR = 0xFB
 
-# CPUID (see cpuid()): family 6 model 1 stepping 9 (a Pentium Pro without MMX).
-CPUID_SIGNATURE = 0x619
+# CPUID (see cpuid()): the family/model/stepping EDX holds after reset (family 6, i686).
+CPUID_SIGNATURE = _RESET_SIGNATURE
 CPUID_FEATURES_EDX = (
     (1 << 0)  # FPU
     | (1 << 3)  # PSE
