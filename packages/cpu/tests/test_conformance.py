@@ -38,6 +38,14 @@ def test_every_applicable_80286_real_mode_vector_passes():
     assert report.splitlines()[-1].startswith(f"passed {passed} of {total}")
 
 
+def test_every_applicable_vector_also_passes_through_the_block_compiler():
+    # the instruction under test runs as a compiled block wherever the compiler supports it
+    out = io.StringIO()
+    passed, total, _ = conformance.run_folder(VECTORS, out=out, blocks=True)
+    assert passed == total, "\n".join(
+        line for line in out.getvalue().splitlines() if "100.00%" not in line)
+
+
 def test_runner_reports_a_broken_instruction_as_failing():
     # ADD r/m8, r8 (opcode 00) with its flags recorded as SUB must fail vectors
     from pyv86.cpu import _ops

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._blocks import compile_block
 from ._fault import CPUFault
 from ._ops import execute_one, real_interrupt
 from .cpu import IF, TF, system_hook
@@ -35,6 +36,9 @@ def run(cpu: Any, budget: int) -> int:
     cpu._stop = False
     intc = cpu.intc
     reg = cpu.reg
+    use_blocks = cpu.use_blocks and cpu.trace is None
+    icache = cpu.icache
+    tlb_r = cpu.tlb_r
     while executed < budget:
         if cpu._stop:
             break
@@ -49,6 +53,30 @@ def run(cpu: Any, budget: int) -> int:
             continue
         if cpu.halted:
             break
+        if use_blocks and not cpu.shadow and not cpu.flags & TF:
+            eip = cpu.eip
+            lin = (cpu.sbase[1] + eip) & 0xFFFFFFFF
+            t = tlb_r.get((lin >> 12) | (0x100000 if cpu.cpl == 3 else 0))
+            if t is not None:
+                phys = t | (lin & 0xFFF)
+                blk = icache.get(phys)
+                if blk is None:
+                    blk = compile_block(cpu, phys, eip)
+                    icache = cpu.icache
+                if blk.n and blk.n <= budget - executed and blk.eip == eip and \
+                        blk.mode == ((1 if cpu.code32 else 0) | (2 if cpu.stack32 else 0)) and \
+                        blk.end <= cpu.slimit[1]:
+                    try:
+                        n = blk.fn(cpu)
+                    except CPUFault as fault:
+                        n = cpu._blk_done + 1  # the faulting instruction counts, as below
+                        _fault(cpu, fault, cpu.eip, reg[4])
+                    executed += n
+                    cpu.instruction_count += n
+                    reg = cpu.reg
+                    tlb_r = cpu.tlb_r
+                    icache = cpu.icache
+                    continue
         cpu.shadow = False
         eip0 = cpu.eip
         esp0 = reg[4]

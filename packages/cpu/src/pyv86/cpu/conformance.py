@@ -48,10 +48,10 @@ MAX_STEPS = 64
 class Runner:
     """Runs vectors on one reusable CPU; RAM touched by a test is cleared afterwards."""
 
-    def __init__(self) -> None:
+    def __init__(self, blocks: bool = False) -> None:
         self.memory = SimpleMemory(MEMORY_SIZE)
         self.cpu = CPU(self.memory, NullIO())
-        self.fpu_none = True
+        self.blocks = blocks
 
     def run_test(self, test: Dict[str, Any], flags_mask: int) -> Optional[str]:
         """Run one vector; return None when it passes or a description of the first mismatch."""
@@ -78,10 +78,14 @@ class Runner:
         cpu.set_eflags(regs["flags"] & 0x0FFF)
         cpu.flush_caches()
         error: Optional[str] = None
+        cpu.use_blocks = self.blocks
         try:
+            if self.blocks:
+                # prime the TLB so the instruction under test runs as a compiled block
+                cpu.translate((cpu.sbase[1] + cpu.eip) & 0xFFFFFFFF, False, False)
             steps = 0
             while not cpu.halted and steps < MAX_STEPS:
-                steps += cpu.run(1) or 1
+                steps += cpu.run(MAX_STEPS if self.blocks else 1) or 1
             if not cpu.halted:
                 error = "did not reach HLT"
         except (NotImplementedError, CPUFault) as exc:  # pragma: no cover - reported as failure
@@ -191,11 +195,15 @@ def load_metadata(folder: pathlib.Path) -> Dict[str, Any]:
 
 
 def run_folder(folder: pathlib.Path, only: Sequence[str] = (), verbose: bool = False,
-               out: Any = None) -> Tuple[int, int, int]:
-    """Run every vector file in ``folder``; return (passed, applicable, skipped)."""
+               out: Any = None, blocks: bool = False) -> Tuple[int, int, int]:
+    """Run every vector file in ``folder``; return (passed, applicable, skipped).
+
+    With ``blocks`` the instruction under test runs through the block compiler where it
+    supports the instruction (the interpreter otherwise); without, one instruction at a time.
+    """
     out = out or sys.stdout
     meta = load_metadata(folder)
-    runner = Runner()
+    runner = Runner(blocks)
     total_pass = total = total_skip = 0
     files = sorted(folder.glob("*.json.gz"))
     if only:
@@ -241,11 +249,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("folder", type=pathlib.Path)
     ap.add_argument("--only", nargs="*", default=(), help="file names (e.g. 00 F6.6) to run")
     ap.add_argument("--verbose", "-v", action="store_true", help="list every failing vector")
+    ap.add_argument("--blocks", action="store_true",
+                    help="run through the block compiler instead of single-stepping")
     args = ap.parse_args(argv)
     if not args.folder.is_dir():
         print(f"error: {args.folder} is not a folder", file=sys.stderr)
         return 2
-    passed, total, _ = run_folder(args.folder, args.only, args.verbose)
+    passed, total, _ = run_folder(args.folder, args.only, args.verbose, blocks=args.blocks)
     if total == 0:
         print("error: no applicable vectors found", file=sys.stderr)
         return 2

@@ -137,7 +137,9 @@ class CPU:
         self.tlb_w: Dict[int, int] = {}
         # decoded-instruction cache: physical address -> decoded entry; pages holding code
         self.icache: Dict[int, Any] = {}
-        self.code_pages: Dict[int, int] = {}
+        self.code_pages: Dict[int, List[int]] = {}
+        self.code_gen = 0            # bumped whenever decoded code is dropped
+        self.use_blocks = True       # compile hot code to Python (see _blocks.py)
         self.ram = self.memory.ram
         self.page_kind = self.memory.page_kind
 
@@ -188,6 +190,7 @@ class CPU:
         self.tlb_w.clear()
         self.icache.clear()
         self.code_pages.clear()
+        self.code_gen += 1
         self.ram = self.memory.ram
         self.page_kind = self.memory.page_kind
 
@@ -202,12 +205,24 @@ class CPU:
                 self._drop_code_page(page)
 
     def _drop_code_page(self, page: int) -> None:
-        del self.code_pages[page]
-        base = page << 12
+        addrs = self.code_pages.pop(page, ())
         ic = self.icache
-        for addr in [a for a in ic if (a >> 12) == page]:
-            del ic[addr]
-        del base
+        for addr in addrs:
+            ic.pop(addr, None)
+        self.code_gen += 1
+
+    def _add_code(self, phys: int, entry: Any) -> None:
+        """Remember decoded code at ``phys``; its page then always takes the slow write path."""
+        page = phys >> 12
+        addrs = self.code_pages.get(page)
+        if addrs is None:
+            addrs = self.code_pages[page] = []
+            base = page << 12
+            tw = self.tlb_w
+            for key in [k for k, v in tw.items() if v == base]:
+                del tw[key]
+        addrs.append(phys)
+        self.icache[phys] = entry
 
     def tlb_flush(self) -> None:
         self.tlb_r.clear()

@@ -1,0 +1,149 @@
+"""Compiled blocks must behave exactly like the interpreter (which the conformance vectors
+and the Unicorn comparison check): random straight-line sequences ending in a branch are
+run both ways and every register, flag and byte of memory is compared."""
+
+import random
+
+import pytest
+
+from pyv86.cpu import _blocks
+from pyv86.cpu.testing import flat32_cpu, real_mode_cpu, run_until_hlt
+
+DATA = 0x20000
+REGS_RANDOM = (0, 1, 2, 5, 6, 7)  # ebx is the data pointer, esp the stack
+
+
+def _modrm(r, mem_ok=True):
+    if mem_ok and r.random() < 0.4:
+        return bytes([0x43 | (r.randrange(8) << 3), r.randrange(0, 0x40)])  # [ebx+disp8]
+    return bytes([0xC0 | r.randrange(64)])
+
+
+def _insn(r, code32=True):
+    p = b"\x66" if r.random() < 0.25 else b""
+    k = r.randrange(16)
+    if k < 4:
+        op = r.choice([0, 1, 2, 3, 8, 9, 0x10, 0x11, 0x18, 0x19, 0x20, 0x21, 0x23, 0x28, 0x29,
+                       0x2B, 0x30, 0x31, 0x33, 0x38, 0x39, 0x3A, 0x3B])
+        return p + bytes([op]) + _modrm(r)
+    if k == 4:
+        op = r.choice([0x80, 0x81, 0x83])
+        n = 1 if op != 0x81 else (2 if p else 4)
+        return p + bytes([op]) + _modrm(r) + bytes(r.randrange(256) for _ in range(n))
+    if k == 5:
+        return p + bytes([r.choice([0x40, 0x48]) + r.choice(REGS_RANDOM)])
+    if k == 6:
+        return p + bytes([r.choice([0x88, 0x89, 0x8A, 0x8B, 0x84, 0x85])]) + _modrm(r)
+    if k == 7:
+        return p + bytes([0xB8 + r.choice(REGS_RANDOM)]) + bytes(r.randrange(256) for _ in range(2 if p else 4))
+    if k == 8:
+        return p + b"\x0f" + bytes([r.choice([0xB6, 0xB7, 0xBE, 0xBF])]) + _modrm(r)
+    if k == 9:
+        op = r.choice([0xC1, 0xD1])
+        m = bytes([0xC0 | (r.choice([0, 1, 4, 5, 7]) << 3) | r.randrange(8)])
+        return p + bytes([op]) + m + (bytes([r.randrange(33)]) if op == 0xC1 else b"")
+    if k == 10:
+        return p + bytes([0xF7, 0xC0 | (r.choice([2, 3]) << 3) | r.choice(REGS_RANDOM)])
+    if k == 11:
+        return bytes([r.choice([0xF8, 0xF9, 0xF5, 0x90])])
+    if k == 12:
+        return b"\x0f" + bytes([0x90 + r.randrange(16)]) + _modrm(r)
+    if k == 13:
+        return p + b"\x0f" + bytes([0x40 + r.randrange(16)]) + _modrm(r)
+    if k == 14:
+        return bytes([r.choice([0x50, 0x58]) + r.choice(REGS_RANDOM)])
+    return p + b"\x0f\xaf" + _modrm(r)
+
+
+def _program(r):
+    body = b""
+    for _ in range(r.randrange(1, 12)):
+        body += _insn(r)
+    # end with a conditional jump over a hlt, then hlt
+    return body + bytes([0x70 + r.randrange(16), 0x01]) + b"\xf4\xf4"
+
+
+def _run(code, regs, flags, data, blocks):
+    cpu = flat32_cpu(code)
+    cpu.use_blocks = blocks
+    cpu.memory.ram[DATA:DATA + len(data)] = data
+    cpu.reg[:] = regs
+    cpu.set_eflags(flags)
+    run_until_hlt(cpu, 1000)
+    return cpu
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_blocks_match_the_interpreter(seed):
+    r = random.Random(seed)
+    for _ in range(60):
+        code = _program(r)
+        regs = [r.getrandbits(32) for _ in range(8)]
+        regs[3] = DATA
+        regs[4] = 0x80000
+        flags = 0x2 | (r.getrandbits(12) & 0x8D5)
+        data = bytes(r.getrandbits(8) for _ in range(0x60))
+        a = _run(code, regs, flags, data, True)
+        b = _run(code, regs, flags, data, False)
+        where = code.hex()
+        assert a.reg == b.reg, where
+        assert a.eip == b.eip, where
+        assert a.get_eflags() == b.get_eflags(), where
+        assert a.memory.ram[DATA:DATA + 0x60] == b.memory.ram[DATA:DATA + 0x60], where
+        assert a.memory.ram[0x7FF00:0x80000] == b.memory.ram[0x7FF00:0x80000], where
+        assert a.instruction_count == b.instruction_count, where
+
+
+def test_a_loop_is_compiled_once_and_counts_every_instruction():
+    # mov ecx, 1000 ; l: add eax, ecx ; dec ecx ; jnz l ; hlt
+    cpu = flat32_cpu(b"\xb9\xe8\x03\x00\x00\x01\xc8\x49\x75\xfb\xf4")
+    n = run_until_hlt(cpu)
+    assert cpu.reg[0] == sum(range(1, 1001))
+    assert n == 1 + 3 * 1000 + 1 == cpu.instruction_count
+    compiled = [b for b in cpu.icache.values() if isinstance(b, _blocks.Block) and b.n]
+    assert compiled and all("def block" in b.source for b in compiled)
+
+
+def test_a_write_into_the_running_block_takes_effect_at_the_next_instruction():
+    # mov byte [0x100c], 0x40 (turns the nop below into inc eax) ; nop ; nop ; hlt
+    code = b"\xc6\x05\x0c\x10\x00\x00\x40" + b"\x90" * 5 + b"\x90\xf4"
+    cpu = flat32_cpu(code)
+    run_until_hlt(cpu)
+    assert cpu.reg[0] == 1
+
+
+def test_page_fault_inside_a_block_reports_the_faulting_instruction():
+    # inc eax ; inc eax ; mov ebx, [0x40000] (page not present) ; inc eax ; hlt
+    cpu = flat32_cpu(b"\x40\x40\x8b\x1d\x00\x00\x04\x00\x40\xf4", paging=True)
+    cpu.memory.ram[0x101000 + 4 * 0x40:0x101000 + 4 * 0x40 + 4] = b"\x00" * 4
+    cpu.tlb_flush()
+    from pyv86.cpu import _exec
+    seen = []
+    orig = _exec.deliver
+
+    def record(c, vector, kind, error_code=None):
+        seen.append((vector, c.eip, c.reg[0], c.cr2))
+        c.halted = True
+
+    _exec.deliver = record
+    try:
+        cpu.run(10)   # the first pass interprets and fills the TLB
+        cpu.halted = False
+        cpu.eip = 0x1000
+        cpu.reg[0] = 0
+        cpu.run(10)   # the second runs the compiled block
+    finally:
+        _exec.deliver = orig
+    assert seen == [(14, 0x1002, 2, 0x40000)] * 2
+
+
+def test_blocks_in_real_mode_use_16bit_addressing():
+    # mov ax, [bx+si+2] ; add ax, 1 ; jmp short +0 ; hlt   (twice, to run the compiled block)
+    cpu = real_mode_cpu(b"\x8b\x40\x02\x83\xc0\x01\xeb\x00\xf4")
+    cpu.memory.ram[0x3012:0x3014] = b"\x41\x00"
+    cpu.reg[3], cpu.reg[6] = 0x3000, 0x10
+    run_until_hlt(cpu)
+    cpu.halted = False
+    cpu.eip = 0x1000
+    run_until_hlt(cpu)
+    assert cpu.reg[0] & 0xFFFF == 0x42
