@@ -202,3 +202,14 @@ def test_bus_reset_restores_power_on_values_and_reports_changes(machine, nic):
     assert ("irq", 10, 0) in machine.events
     assert machine.read(5, 0, 0x10) == 0x1 and machine.read(1, 0, 0x61, 1) == 0x80
     assert machine.mapped == []
+
+
+def test_a_function_hosted_while_asserting_its_pin_is_seen_through_irq_level(machine,
+                                                                              make_device):
+    machine.write(1, 0, 0x61, 10, 1)
+    device = make_device()
+    device.irq_level = 1  # optional attribute of the contract
+    machine.bus.add_device(device, slot=5)
+    assert machine.lines == {10: 1}
+    device.set_irq(0)
+    assert machine.lines == {10: 0}

@@ -411,6 +411,10 @@ class PCIBus:
             raise TypeError(f"{function!r}: the bus cannot assign set_irq ({exc})") from exc
         self._spaces[space.devfn] = space
         self._latch(self._address)
+        # Optional: a function that already asserts its pin says so in ``irq_level``.
+        level = getattr(function, "irq_level", 0)
+        if isinstance(level, int) and level:
+            function.set_irq(1)
         return space
 
     def functions(self) -> Iterator[Tuple[int, int, PCIFunction]]:
