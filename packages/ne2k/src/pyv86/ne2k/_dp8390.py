@@ -178,6 +178,7 @@ class DP8390:
         self.halted = False
         self._wrap()
         self.reset()
+        self.stats["resets"] = 0   # power-up is not counted as a reset
 
     def reset(self) -> None:
         """The chip's reset state (reset port, or power-on): CR=0x21, ISR.RST, IMR=0,
