@@ -3,6 +3,7 @@ after the link comes back, and no reconnection at all after close (v86 PR#1198).
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -185,7 +186,7 @@ async def test_backoff_doubles_with_jitter_up_to_the_maximum(short_tmp, seed, au
         failures = relay.statistics().connect_failures
     draws = rng.draws
     assert len(draws) == failures >= 10
-    for n, ((t0, bound, jitter), (t1, _, _)) in enumerate(zip(draws, draws[1:])):
+    for n, ((t0, bound, jitter), (t1, _, _)) in enumerate(itertools.pairwise(draws)):
         d = min(8.0, 0.5 * 2 ** n)
         assert bound == pytest.approx(d / 2)
         assert 0 <= jitter <= d / 2

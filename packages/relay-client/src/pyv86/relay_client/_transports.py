@@ -371,29 +371,32 @@ class PasstTransport:
                     if proc.returncode is not None or proc.poll() is not None:
                         raise RelayConnectError(
                             f"relay 'passt:': passt exited with status {proc.returncode} before "
-                            f"opening its socket; its log says: {_tail(log_path)!r}", url=self.url.text)
+                            f"opening its socket; its log says: {_log_excerpt(log_path)!r}", url=self.url.text)
                     try:
                         return await trio.open_unix_socket(sock)
                     except (FileNotFoundError, ConnectionRefusedError):
                         await trio.sleep(delay)
                         delay = min(delay * 2, 0.1)
+        except RelayConnectError:
+            raise
         except trio.TooSlowError:
             raise RelayConnectError(
                 f"relay 'passt:': passt did not open its socket within {self._timeout:g} s; "
-                f"its log says: {_tail(log_path)!r}", url=self.url.text) from None
+                f"its log says: {_log_excerpt(log_path)!r}", url=self.url.text) from None
         except OSError as exc:
             raise RelayConnectError(f"relay 'passt:': cannot connect to passt's socket: {exc}",
                                     url=self.url.text) from exc
 
 
-def _tail(path: str, limit: int = 400) -> str:
+def _log_excerpt(path: str, limit: int = 400) -> str:
     try:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    lines = [ln for ln in text.splitlines() if ln.strip() and "syslog" not in ln]
-    return " | ".join(lines)[-limit:]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "syslog" not in ln]
+    joined = " | ".join(lines)  # passt states the problem first, then (maybe) its usage
+    return joined if len(joined) <= limit else joined[:limit] + " ..."
 
 
 async def _stop(proc: trio.Process) -> None:
