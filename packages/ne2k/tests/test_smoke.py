@@ -50,3 +50,16 @@ def test_frame_in_and_out_through_the_public_api():
     card.io_write(0x00, 0x26, 1)
     assert sent == [frame[:60]]
     assert card.io_read(0x00, 1) & 0x04 == 0  # TXP cleared when done
+
+
+def test_public_names_are_exported():
+    for name in pyv86.ne2k.__all__:
+        assert hasattr(pyv86.ne2k, name), name
+    assert {"NE2000", "translate", "parse_mac", "format_mac", "random_mac"} <= set(pyv86.ne2k.__all__)
+
+
+def test_receive_accepts_any_bytes_like_frame():
+    card = NE2000(model="ne2000", mac="52:54:00:12:34:56")
+    _bring_up(card)
+    frame = bytes.fromhex("525400123456" "020000000001" "0800") + bytes(50)
+    assert card.receive(memoryview(frame)) and card.receive(bytearray(frame))

@@ -291,7 +291,10 @@ class NE2000:
     # -------------------------------------------------------------------- the wire side
     def receive(self, frame: bytes) -> bool:
         """Offer a frame from the wire (no FCS). False when the card is stopped, in
-        loopback, filtering it out, or its ring is full (the frame is then lost)."""
+        loopback, filtering it out, or its ring is full (the frame is then lost).
+        ``frame`` may be any bytes-like object."""
+        if type(frame) is not bytes:
+            frame = bytes(frame)
         if self._guest_mac != self._wire_mac:
             frame = translate_frame(frame, self._wire_mac, self._guest_mac)
             self._stats_extra["rx_translated"] += 1

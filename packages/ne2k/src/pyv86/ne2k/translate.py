@@ -55,6 +55,8 @@ def translate_frame(frame: Buffer, old: bytes, new: bytes) -> bytes:
         raise ValueError("translate_frame needs two 6-byte MAC addresses")
     old = bytes(old)
     new = bytes(new)
+    if not isinstance(frame, (bytes, bytearray)):
+        frame = bytes(frame)
     if old == new or old not in frame:
         return bytes(frame)
     buf = bytearray(frame)
