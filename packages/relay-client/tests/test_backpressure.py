@@ -162,3 +162,22 @@ async def test_echo_round_trip_under_load_keeps_order():
                     f = await relay.receive()
                     assert seq_of(f) == i and len(f) == 64 + i % 1450
             nursery.cancel_scope.cancel()
+
+
+async def test_closing_while_frames_stream_in_is_clean():
+    async def flood(stream):
+        try:
+            for i in range(100000):
+                await stream.send_all(stream_frame(frame(64, seq=i)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await start_tcp_server(nursery, flood)
+            for _ in range(3):
+                async with open_relay(f"tcp://127.0.0.1:{port}", receive_queue_size=2) as relay:
+                    for _ in range(10):
+                        await relay.receive()
+                assert relay.state == "closed"
+            nursery.cancel_scope.cancel()

@@ -431,11 +431,16 @@ class Relay:
         while True:
             frames = await link.receive_frames()
             for frame in frames:
+                if self._closed:  # closed while the link winds down: nobody will receive
+                    return
                 self._frames_in += 1
                 self._bytes_in += len(frame)
                 if self._capture is not None:
                     self._capture.write(frame)
-                await send.send(frame)
+                try:
+                    send.send_nowait(frame)  # no trip through the scheduler per frame
+                except trio.WouldBlock:
+                    await send.send(frame)  # full: stop reading until the card catches up
 
 
 @contextlib.asynccontextmanager
