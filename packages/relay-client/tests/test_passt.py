@@ -68,18 +68,7 @@ async def test_dhcpdiscover_through_passt_gets_a_dhcpoffer():
             assert command[command.index("--mtu") + 1] == str(PASST_MTU) == "1500"
             socket_path = command[command.index("--socket") + 1]
             assert passt_processes_using(socket_path), "passt should be running"
-            offer = None
-            for _attempt in range(5):
-                await relay.send(dhcp_discover())
-                with trio.move_on_after(2):
-                    async for f in relay:
-                        dhcp = as_dhcp(f)
-                        if dhcp is not None and dhcp.xid == XID:
-                            offer = dhcp
-                            break
-                if offer is not None:
-                    break
-            assert offer is not None, "no DHCP answer from passt"
+            offer = await first_offer(relay)
             opts = dict(offer.opts)
             assert opts[dpkt.dhcp.DHCP_OPT_MSGTYPE] == bytes([dpkt.dhcp.DHCPOFFER])
             assert offer.op == dpkt.dhcp.DHCP_OP_REPLY
@@ -127,6 +116,39 @@ async def test_passt_answers_arp_for_its_gateway_with_an_unpadded_frame():
             assert reply is not None, "passt did not answer ARP for its gateway"
             assert len(reply) == 42
             assert dpkt.ethernet.Ethernet(reply).data.spa == gateway
+
+
+async def first_offer(relay) -> dpkt.dhcp.DHCP:
+    for _attempt in range(5):
+        await relay.send(dhcp_discover())
+        with trio.move_on_after(2):
+            async for f in relay:
+                dhcp = as_dhcp(f)
+                if dhcp is not None and dhcp.xid == XID:
+                    return dhcp
+    raise AssertionError("no DHCP answer from passt")
+
+
+@pytest.mark.trio
+async def test_a_passt_that_dies_is_restarted_by_the_reconnect_logic():
+    import signal
+
+    with trio.fail_after(30):
+        async with open_relay("passt:", reconnect_initial_delay=0.05) as relay:
+            transport = relay._transport  # type: ignore[attr-defined]
+            first_socket = transport.command[transport.command.index("--socket") + 1]
+            await first_offer(relay)
+            for pid in passt_processes_using(first_socket):
+                os.kill(pid, signal.SIGKILL)
+            while relay.statistics().reconnects < 1:
+                await trio.sleep(0.02)
+            second_socket = transport.command[transport.command.index("--socket") + 1]
+            assert second_socket != first_socket
+            offer = await first_offer(relay)  # the new passt answers DHCP too
+            assert offer.chaddr[:6] == CLIENT_MAC
+            assert "connection lost" in (relay.statistics().last_error or "")
+        while passt_processes_using(second_socket):
+            await trio.sleep(0.02)
 
 
 @pytest.mark.trio
