@@ -167,8 +167,7 @@ class NE2000:
         self.chip = core
         self._dma_read = core.dma_read
         self._dma_write = core.dma_write
-        self._stats_extra = {"tx_translated": 0, "rx_translated": 0,
-                             "rx_dropped_no_cable": 0}
+        self._stats_extra = {"tx_translated": 0, "rx_translated": 0}
 
     # --------------------------------------------------------------------- properties
     @property
