@@ -473,3 +473,30 @@ def test_multicast_hash_is_linux_ether_crc_top_six_bits():
         reflected = zlib.crc32(raw) ^ 0xFFFFFFFF
         ether_crc = int(f"{reflected:032b}"[::-1], 2)
         assert multicast_index(raw) == ether_crc >> 26
+
+
+def test_ne_c_block_output_dummy_read_before_write_then_transmit_on_the_isa_board():
+    """ne.c ne_block_output with NE8390_RW_BUGFIX: a remote read of 0x42 bytes at 0x42 is
+    started and abandoned (the Crynwr read-before-write workaround), RDC acknowledged, then
+    the real remote write with outsw, RDC polled, and NS8390_trigger_send."""
+    sent: list[bytes] = []
+    card = NE2000(model="ne2000", mac=MAC, send=sent.append)
+    drv = LinuxNe2kPci(card, word32=False)
+    drv.TX_START, drv.RX_START, drv.STOP_PG = 0x40, 0x4C, 0x80
+    drv.out(RESET, drv.inb(RESET))
+    drv.init(MAC)
+    frame = frame_of(99, dst=PEER)
+    count = 100
+    data = frame + b"\x00"
+    for val, off in [(0x42, RCNTLO), (0, RCNTHI), (0x42, RSARLO), (0, RSARHI),
+                     (RREAD + START, CMD), (ENISR_RDC, ISR), (count, RCNTLO), (0, RCNTHI),
+                     (0, RSARLO), (0x40, RSARHI), (RWRITE + START, CMD)]:
+        drv.out(off, val)
+    for i in range(0, count, 2):
+        card.io_write(DATA, data[i] | data[i + 1] << 8, 2)
+    assert drv.inb(ISR) & ENISR_RDC
+    drv.out(ISR, ENISR_RDC)
+    for val, off in [(NODMA + PAGE0, CMD), (99, TCNTLO), (0, TCNTHI), (0x40, TPSR),
+                     (NODMA + TRANS + START, CMD)]:
+        drv.out(off, val)
+    assert sent == [frame]
