@@ -317,3 +317,50 @@ def test_random_frames_never_raise_and_round_trip_when_the_new_mac_is_absent(
     assert len(out) == len(frame)
     if NEW not in frame:
         assert translate_frame(out, NEW, OLD) == frame
+
+
+@st.composite
+def covered_packets(draw):
+    """A covered packet with random contents, optionally VLAN-tagged, in which OLD appears in
+    a random subset of the fields the translation covers."""
+    other = draw(st.binary(min_size=6, max_size=6).filter(lambda m: m not in (OLD, NEW)))
+    pick = lambda: OLD if draw(st.booleans()) else other  # noqa: E731
+    kind = draw(st.sampled_from(["arp", "rarp", "dhcp", "dhcp0", "ndp", "dhcp6"]))
+    src = pick()
+    if kind in ("arp", "rarp"):
+        etype, payload = (0x0806 if kind == "arp" else 0x8035), arp(draw(st.integers(1, 4)), pick(), pick())
+    elif kind in ("dhcp", "dhcp0"):
+        filler = draw(st.binary(max_size=40).filter(lambda b: OLD not in b))
+        etype = 0x0800
+        payload = udp4(68, 67, dhcp(pick(), pick(), [(12, filler or b"x")]), checksum=kind == "dhcp")
+    elif kind == "ndp":
+        mtype, body = NDP_CASES[draw(st.sampled_from(list(NDP_CASES)))]
+        body = body[:-6] + pick() + lla(1, pick())  # the message's option, then a second one
+        etype, payload = 0x86DD, ip6(LL_SRC, ALL_ROUTERS, 58, icmp6(mtype, body))
+    else:
+        msg = (bytes([draw(st.integers(1, 11))]) + b"\x00\x00\x07"
+               + opt6(1, draw(st.sampled_from([duid_ll, duid_llt]))(pick()))
+               + opt6(2, duid_ll(pick()))
+               + opt6(25, draw(st.binary(max_size=20).filter(lambda b: OLD not in b))))
+        u = dpkt.udp.UDP(sport=546, dport=547, data=msg)
+        u.ulen = 8 + len(msg)
+        etype, payload = 0x86DD, ip6(LL_SRC, ALL_ROUTERS, 17, u)
+    tags = draw(st.lists(st.tuples(st.sampled_from([0x8100, 0x88A8]), st.integers(0, 4095)),
+                         max_size=2))
+    return pick() + src + vlan(etype, payload, tags), len(tags), kind
+
+
+@settings(max_examples=300, deadline=2000)
+@given(case=covered_packets())
+def test_random_covered_packets_lose_every_old_mac_keep_valid_checksums_and_round_trip(case):
+    frame, ntags, kind = case
+    out = translate_frame(frame, OLD, NEW)
+    assert translate_frame(out, NEW, OLD) == frame
+    assert OLD not in out                       # every place it appeared is a covered field
+    inner = out[:12] + out[12 + 4 * ntags:]     # strip the tags for dpkt
+    if kind in ("ndp", "dhcp6"):
+        assert checksum_ok_ipv6(inner)
+    elif kind == "dhcp":
+        assert udp_checksum_ok_ipv4(inner)
+    elif kind == "dhcp0":
+        assert dpkt.ethernet.Ethernet(inner).data.data.sum == 0
