@@ -8,6 +8,22 @@ import pytest
 from pyv86.pci import Bar, DataFunction, config_header, patch_rom_ids, rom_images
 
 
+class _Odd:
+    """A function whose attributes are of the wrong type."""
+
+    def __init__(self, config=None, rom=None):
+        self.config = config if config is not None else bytes(config_header(1, 2, 0x020000))
+        self.write_mask = bytes(256)
+        self.bars = ()
+        self.rom = rom
+
+    def bar_read(self, index, offset, size):
+        return 0
+
+    def bar_write(self, index, offset, value, size):
+        pass
+
+
 @pytest.fixture
 def multi(machine, make_device):
     """A function with an I/O BAR0, a prefetchable 4 KiB BAR1 and a 16-byte BAR3."""
@@ -235,6 +251,11 @@ def test_bad_hosting_requests_are_refused_clearly(machine, make_device):
         machine.bus.add_device(DataFunction(bytes(64), bytes(256)), slot=9)
     with pytest.raises(TypeError, match="lacks"):
         machine.bus.add_device(object(), slot=9)
+    with pytest.raises(ValueError, match="config must be bytes"):
+        machine.bus.add_device(_Odd(config="x" * 256), slot=9)
+    with pytest.raises(ValueError, match="rom must be bytes"):
+        machine.bus.add_device(_Odd(rom=12), slot=9)
+    assert machine.read(9, 0, 0) == 0xFFFFFFFF
 
 
 def test_read_only_header_registers_ignore_a_permissive_write_mask(machine, make_device):

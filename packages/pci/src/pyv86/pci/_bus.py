@@ -171,6 +171,15 @@ def _describe_bars(function: PCIFunction, where: str) -> List[Optional[_BarInfo]
     return bars
 
 
+def _as_bytes(value: object, where: str, name: str) -> bytes:
+    if isinstance(value, (str, int)) or value is None:
+        raise ValueError(f"{where}: {name} must be bytes, got {type(value).__name__}")
+    try:
+        return bytes(value)  # type: ignore[call-overload]
+    except TypeError as exc:
+        raise ValueError(f"{where}: {name} must be bytes, got {type(value).__name__}") from exc
+
+
 class _Space:
     """The live configuration space of one hosted function and its decoding state."""
 
@@ -181,10 +190,10 @@ class _Space:
     def __init__(self, function: PCIFunction, slot: int, fn: int,
                  patch_rom: bool) -> None:
         where = f"PCI function 00:{slot:02x}.{fn}"
-        config = bytes(function.config)
+        config = _as_bytes(function.config, where, "config")
         if len(config) != 256:
             raise ValueError(f"{where}: config must be 256 bytes, got {len(config)}")
-        fmask = bytes(function.write_mask)
+        fmask = _as_bytes(function.write_mask, where, "write_mask")
         if len(fmask) != 256:
             raise ValueError(f"{where}: write_mask must be 256 bytes, got {len(fmask)}")
         if config[0x0E] & 0x7F != 0:
@@ -208,7 +217,7 @@ class _Space:
         rom = function.rom
         self.rom_data: Optional[bytes] = None
         if rom is not None:
-            rom = bytes(rom)
+            rom = _as_bytes(rom, where, "rom")
             if not 0 < len(rom) <= 16 << 20:
                 raise ValueError(f"{where}: ROM must be 1 byte to 16 MiB, got {len(rom)}")
             if patch_rom:
