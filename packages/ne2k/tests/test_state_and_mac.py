@@ -270,7 +270,9 @@ def test_bad_mac_prefixes_are_refused(bad):
 
 
 @pytest.mark.parametrize("kw", [{"model": "3c509"}, {"wire_speed": -1}, {"io_base": 0x301},
-                                {"isa_irq": 16}, {"mac": "nonsense"}])
+                                {"isa_irq": 16}, {"mac": "nonsense"},
+                                {"mac": "01:00:5e:00:00:01"}, {"rom": b""}, {"rom": "x"},
+                                {"full_duplex": "yes"}, {"wire_speed": 1.5}])
 def test_bad_construction_arguments_are_valueerrors(kw):
     with pytest.raises(ValueError):
         NE2000(**kw)

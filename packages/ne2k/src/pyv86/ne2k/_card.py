@@ -144,6 +144,12 @@ class NE2000:
         self._prefix = None if mac_prefix is None else parse_prefix(mac_prefix)
         self._randbytes = randbytes
         wire = parse_mac(mac) if mac is not None else self._random_mac()
+        if wire[0] & 1:
+            raise ValueError(f"a card's MAC must be unicast, got multicast {mac!r}")
+        if rom is not None and (not isinstance(rom, (bytes, bytearray)) or not rom):
+            raise ValueError("rom must be a non-empty bytes object (an expansion ROM image)")
+        if not isinstance(full_duplex, bool):
+            raise ValueError(f"full_duplex must be a bool, got {full_duplex!r}")
         self._wire_mac = wire
         self._guest_mac = wire
         self._io_base = io_base
