@@ -161,3 +161,4 @@ async def test_a_passt_that_fails_to_start_is_a_clear_connect_error():
     assert info.value.url == "passt:"
     assert "no-such-option" in str(info.value)  # passt's own complaint is quoted
 
+

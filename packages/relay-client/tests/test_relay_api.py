@@ -4,6 +4,7 @@ clear errors for bad options, the null: transport, statistics and pcap capture."
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import dpkt
 import pytest
@@ -15,6 +16,7 @@ import pyv86.relay_client as rc
 from pyv86.relay_client import (
     PasstUnavailable,
     RelayClosed,
+    RelayConnectError,
     RelayError,
     RelayStatistics,
     open_relay,
@@ -146,3 +148,19 @@ async def test_capture_writes_both_directions_to_a_pcap_wireshark_opens(tmp_path
         records = [bytes(buf) for _, buf in reader]
     # out, in, out, in, ...: each echo is captured after the frame that caused it
     assert records == [f for i, size in enumerate((42, 60, 1514)) for f in [frame(size, seq=i)] * 2]
+
+
+@pytest.mark.trio
+async def test_a_passt_that_never_opens_its_socket_times_out_and_is_stopped(tmp_path):
+    """A stand-in program that ignores its arguments and just sleeps: the relay gives up
+    after connect_timeout with a clear error and stops the process."""
+    pidfile = tmp_path / "pid"
+    fake = tmp_path / "fake-passt"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 30\n")
+    fake.chmod(0o755)
+    with trio.fail_after(10):
+        with pytest.raises(RelayConnectError, match=r"did not open its socket within 0.5 s"):
+            async with open_relay("passt:", passt_path=str(fake), connect_timeout=0.5):
+                pass
+    pid = int(pidfile.read_text())
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
