@@ -218,3 +218,30 @@ async def test_ssl_context_for_plain_ws_is_refused():
     with pytest.raises(ValueError, match="not wss"):
         async with open_relay("ws://127.0.0.1:9/", ssl_context=ssl.create_default_context()):
             pass
+
+
+async def test_a_message_too_big_for_any_frame_drops_the_connection_and_reconnects():
+    connections = 0
+
+    async def handler(request):
+        nonlocal connections
+        connections += 1
+        ws = await request.accept()
+        try:
+            if connections == 1:
+                await ws.send_message(b"\x00" * 70000)  # over 69632: close 1009
+            else:
+                await ws.send_message(frame(60, seq=8))
+            await ws.get_message()
+        except trio_websocket.ConnectionClosed:
+            pass
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await start_ws_server(nursery, handler)
+            async with open_relay(f"ws://127.0.0.1:{port}/", reconnect_initial_delay=0.01) as relay:
+                assert seq_of(await relay.receive()) == 8
+                stats = relay.statistics()
+                assert stats.reconnects == 1 and stats.frames_in == 1
+                assert "1009" in (stats.last_error or "")
+            nursery.cancel_scope.cancel()
