@@ -203,6 +203,7 @@ class Ipxe:
     def __init__(self, card: NE2000) -> None:
         self.p = Pio(card, word=True)
         self.card = card
+        self.drained: list[bytes] = []
 
     def reset(self) -> None:
         p = self.p
@@ -229,8 +230,32 @@ class Ipxe:
         p.out(TCR, 0)
         p.out(RCR, 0x04)
 
+    drain_receiver = False
+
+    def rx_overrun(self) -> None:
+        """eth_rx_overrun: stop, clear RBCR, loopback, start, drain with ns8390_poll while
+        eth_drain_receiver is set, acknowledge OVW, leave loopback."""
+        p = self.p
+        p.out(CR, RD2 | STP)
+        p.out(RBCR0, 0)
+        p.out(RBCR1, 0)
+        p.out(TCR, 2)
+        p.out(CR, RD2 | STA)
+        self.drain_receiver = True
+        for _ in range(200):
+            f = self.poll()
+            if f is None:
+                break
+            self.drained.append(f)
+        self.drain_receiver = False
+        p.out(ISR, 0x10)
+        p.out(TCR, 0)
+
     def poll(self) -> bytes | None:
         p = self.p
+        if not self.drain_receiver and p.inb(ISR) & 0x10:   # "avoid infinite recursion"
+            self.rx_overrun()
+            return None
         if not p.inb(RSR) & PRX:
             return None
         nxt = p.inb(BNRY) + 1
@@ -276,6 +301,23 @@ def test_ipxe_memory_test_then_polled_receive_across_the_wrap():
         got.append(r)
         assert drv.poll() is None
     assert len(got) == 40
+
+
+def test_ipxe_overrun_recovery_drains_the_ring_by_rsr_prx_and_receives_again():
+    """ns8390_poll sees ISR.OVW and calls eth_rx_overrun, which drains the ring with
+    ns8390_poll: that only works if RSR.PRX survives the missed frame."""
+    card = NE2000(model="ne2000", mac=MAC)
+    bsd_detect(card)
+    drv = Ipxe(card)
+    drv.reset()
+    sent = [frame_of(1514, seed=i) for i in range(20)]
+    accepted = [f for f in sent if card.receive(f)]
+    assert 0 < len(accepted) < len(sent) and card.io_read(ISR, 1) & 0x10
+    assert drv.poll() is None                    # the overrun path ran
+    assert drv.drained == accepted
+    assert not card.io_read(ISR, 1) & 0x10
+    assert card.receive(frame_of(100, seed=77))
+    assert drv.poll() == frame_of(100, seed=77)
 
 
 def test_ipxe_rdc_polling_terminates_for_a_write_into_unbacked_memory():

@@ -577,7 +577,7 @@ class DP8390:
         phys = RSR_PHY if dst[0] & 1 else 0
         if self.rcr & RCR_MON:
             # Monitor mode: recognised and counted as missed, never stored.
-            self.rsr = RSR_MPA | phys
+            self.rsr |= RSR_MPA
             self._tally2()
             stats["rx_dropped_monitor"] += 1
             return False
@@ -604,7 +604,9 @@ class DP8390:
             # The next page to fill would be BNRY: overflow.
             self.overflow = True
             self.isr |= ISR_OVW | ISR_RST
-            self.rsr = RSR_MPA | phys
+            # A missed frame adds MPA and keeps the last good frame's PRX: iPXE's overrun
+            # recovery drains the ring while RSR.PRX stays set (ns8390.c eth_rx_overrun).
+            self.rsr |= RSR_MPA
             self._tally2()
             stats["rx_dropped_overflow"] += 1
             stats["overflows"] += 1
