@@ -103,7 +103,7 @@ def test_level_triggered_line_via_elcr_stays_pending_until_line_drops(pic):
 
 
 def test_elcr_reserved_bits_read_zero(pic):
-    p, io = pic
+    _p, io = pic
     io.write(0x4D0, 0xFF, 1)
     io.write(0x4D1, 0xFF, 1)
     assert io.read(0x4D0, 1) == 0xF8  # IRQ 0, 1, 2 are edge only

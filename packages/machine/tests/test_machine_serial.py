@@ -20,7 +20,7 @@ def uart():
 
 
 def test_scratch_register_and_ier_probe(uart):
-    u, io, out, lines = uart
+    _u, io, _out, _lines = uart
     io.write(B + 7, 0x5A, 1)
     assert io.read(B + 7, 1) == 0x5A
     io.write(B + 1, 0x00, 1)
@@ -30,13 +30,13 @@ def test_scratch_register_and_ier_probe(uart):
 
 
 def test_fifo_enable_identifies_16550a(uart):
-    u, io, out, lines = uart
+    _u, io, _out, _lines = uart
     io.write(B + 2, 0xE7, 1)  # autoconfig: enable FIFO, clear, trigger 14
     assert io.read(B + 2, 1) & 0xC0 == 0xC0
 
 
 def test_loopback_msr_pattern_linux_checks(uart):
-    u, io, out, lines = uart
+    _u, io, out, _lines = uart
     io.write(B + 4, 0x10 | 0x0A, 1)  # loop, RTS, OUT2
     assert io.read(B + 6, 1) & 0xF0 == 0x90
     io.write(B, 0x41, 1)  # looped back, not output
@@ -46,7 +46,7 @@ def test_loopback_msr_pattern_linux_checks(uart):
 
 
 def test_divisor_latch_access(uart):
-    u, io, out, lines = uart
+    u, io, _out, _lines = uart
     io.write(B + 3, 0x80, 1)
     io.write(B, 0x01, 1)
     io.write(B + 1, 0x00, 1)
@@ -56,7 +56,7 @@ def test_divisor_latch_access(uart):
 
 
 def test_transmit_goes_to_output_and_lsr_shows_empty(uart):
-    u, io, out, lines = uart
+    _u, io, out, _lines = uart
     for ch in b"hi":
         io.write(B, ch, 1)
     assert b"".join(out) == b"hi"
@@ -65,7 +65,7 @@ def test_transmit_goes_to_output_and_lsr_shows_empty(uart):
 
 def test_thre_interrupt_when_enabled_and_cleared_by_iir_read(uart):
     # serial8250_startup's THRE test: IER=THRI then IIR must not say "no interrupt"
-    u, io, out, lines = uart
+    _u, io, _out, lines = uart
     io.write(B + 4, 0x08, 1)  # OUT2 routes the interrupt to the PIC
     io.write(B + 1, 0x02, 1)
     assert lines[-1] == 1
@@ -77,7 +77,7 @@ def test_thre_interrupt_when_enabled_and_cleared_by_iir_read(uart):
 
 
 def test_interrupt_needs_out2(uart):
-    u, io, out, lines = uart
+    _u, io, _out, lines = uart
     io.write(B + 1, 0x02, 1)
     assert lines == []
     io.write(B + 4, 0x08, 1)
@@ -85,7 +85,7 @@ def test_interrupt_needs_out2(uart):
 
 
 def test_received_bytes_raise_rdi_and_drain_through_fifo(uart):
-    u, io, out, lines = uart
+    u, io, _out, lines = uart
     io.write(B + 2, 0x01, 1)  # FIFO on, trigger 1
     io.write(B + 4, 0x08, 1)
     io.write(B + 1, 0x01, 1)
@@ -100,7 +100,7 @@ def test_received_bytes_raise_rdi_and_drain_through_fifo(uart):
 
 
 def test_fifo_below_trigger_reports_character_timeout(uart):
-    u, io, out, lines = uart
+    u, io, _out, _lines = uart
     io.write(B + 2, 0xC1, 1)  # trigger 14
     io.write(B + 1, 0x01, 1)
     u.receive(b"ab")
@@ -108,7 +108,7 @@ def test_fifo_below_trigger_reports_character_timeout(uart):
 
 
 def test_overrun_without_fifo_sets_oe(uart):
-    u, io, out, lines = uart
+    _u, io, _out, _lines = uart
     io.write(B + 4, 0x10, 1)  # loopback so bytes enter the receiver directly
     io.write(B, 1, 1)
     io.write(B, 2, 1)
@@ -117,7 +117,7 @@ def test_overrun_without_fifo_sets_oe(uart):
 
 
 def test_uart_state_round_trip_and_bad_state(uart):
-    u, io, out, lines = uart
+    u, _io, _out, _lines = uart
     u.receive(b"abc")
     s = u.save_state()
     u2 = UART(lambda level: None)
@@ -136,7 +136,7 @@ def kbc():
 
 
 def test_i8042_self_test_and_command_byte():
-    k, io, resets, a20, l1 = kbc()
+    _k, io, _resets, _a20, _l1 = kbc()
     io.write(0x64, 0xAA, 1)
     assert io.read(0x64, 1) & 1
     assert io.read(0x60, 1) == 0x55
@@ -148,7 +148,7 @@ def test_i8042_self_test_and_command_byte():
 
 def test_i8042_aux_loopback_shows_auxdata_bit():
     # i8042_check_aux(): 0xD3 writes to the AUX output buffer, read back with status bit 5
-    k, io, resets, a20, l1 = kbc()
+    _k, io, _resets, _a20, _l1 = kbc()
     io.write(0x64, 0xD3, 1)
     io.write(0x60, 0xA5, 1)
     assert io.read(0x64, 1) & 0x21 == 0x21
@@ -156,7 +156,7 @@ def test_i8042_aux_loopback_shows_auxdata_bit():
 
 
 def test_i8042_keyboard_reset_and_identify_raise_irq1():
-    k, io, resets, a20, l1 = kbc()
+    _k, io, _resets, _a20, l1 = kbc()
     io.write(0x60, 0xF2, 1)
     assert l1 == [1]
     assert [io.read(0x60, 1) for _ in range(3)] == [0xFA, 0xAB, 0x83]
@@ -164,7 +164,7 @@ def test_i8042_keyboard_reset_and_identify_raise_irq1():
 
 
 def test_i8042_pulse_fe_resets_and_output_port_sets_a20():
-    k, io, resets, a20, l1 = kbc()
+    _k, io, resets, a20, _l1 = kbc()
     io.write(0x64, 0xD1, 1)
     io.write(0x60, 0x01, 1)  # A20 off, reset line high
     assert a20 == [False] and resets == []

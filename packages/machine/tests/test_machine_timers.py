@@ -39,7 +39,7 @@ def advance(count, clock, sched, ns):
 
 
 def test_deterministic_clock_counts_instructions_and_skips():
-    count, clock, sched = make(hz=100_000_000)
+    count, clock, _sched = make(hz=100_000_000)
     count.n = 100
     assert clock.now_ns() == 1000
     assert clock.tsc() == 100
@@ -117,7 +117,7 @@ def test_pit_mode0_oneshot_raises_out_once():
 
 
 def test_pit_counter_latch_reads_a_consistent_decreasing_value():
-    count, clock, sched, pit, io, lines = pit_setup()
+    count, clock, sched, _pit, io, _lines = pit_setup()
     io.write(0x43, 0x34, 1)
     io.write(0x40, 0xFF, 1)
     io.write(0x40, 0xFF, 1)
@@ -129,7 +129,7 @@ def test_pit_counter_latch_reads_a_consistent_decreasing_value():
 
 
 def test_pit_read_back_status_reports_mode_and_out():
-    count, clock, sched, pit, io, lines = pit_setup()
+    _count, _clock, _sched, _pit, io, _lines = pit_setup()
     io.write(0x43, 0xB0, 1)  # ch2, lobyte/hibyte, mode 0
     io.write(0x42, 0xFF, 1)
     io.write(0x42, 0xFF, 1)
@@ -141,7 +141,7 @@ def test_pit_read_back_status_reports_mode_and_out():
 
 def test_port61_gate_controls_channel2_and_out2_appears_in_bit5():
     # Linux pit_calibrate_tsc(): gate on, mode 0 count, poll bit 5 of port 0x61
-    count, clock, sched, pit, io, lines = pit_setup()
+    count, clock, sched, _pit, io, _lines = pit_setup()
     io.write(0x61, (io.read(0x61, 1) & ~0x02) | 0x01, 1)
     io.write(0x43, 0xB0, 1)
     io.write(0x42, 1000 & 0xFF, 1)
@@ -159,7 +159,7 @@ def test_port61_gate_controls_channel2_and_out2_appears_in_bit5():
 
 
 def test_port61_refresh_bit_toggles_every_15us():
-    count, clock, sched, pit, io, lines = pit_setup()
+    count, clock, sched, _pit, io, _lines = pit_setup()
     seen = set()
     for _ in range(8):
         seen.add(io.read(0x61, 1) & 0x10)
@@ -168,7 +168,7 @@ def test_port61_refresh_bit_toggles_every_15us():
 
 
 def test_pit_mode3_square_wave_counts_down_by_two():
-    count, clock, sched, pit, io, lines = pit_setup()
+    count, clock, sched, _pit, io, _lines = pit_setup()
     io.write(0x61, 0x01, 1)
     io.write(0x43, 0xB6, 1)  # ch2 mode 3
     io.write(0x42, 100, 1)
@@ -180,7 +180,7 @@ def test_pit_mode3_square_wave_counts_down_by_two():
 
 
 def test_pit_state_round_trip_and_bad_state():
-    count, clock, sched, pit, io, lines = pit_setup()
+    _count, _clock, sched, pit, io, _lines = pit_setup()
     io.write(0x43, 0x34, 1)
     io.write(0x40, 0x9C, 1)
     io.write(0x40, 0x2E, 1)
@@ -221,7 +221,7 @@ def test_rtc_reports_bcd_time_by_default():
 
 
 def test_rtc_binary_mode_and_time_advances_with_guest_time():
-    count, clock, sched, rtc, io, _ = rtc_setup()
+    count, clock, sched, _rtc, io, _ = rtc_setup()
     io.write(0x70, 0x0B, 1)
     io.write(0x71, 0x06, 1)  # DM binary, 24h
     advance(count, clock, sched, 10 * NS)
@@ -229,14 +229,14 @@ def test_rtc_binary_mode_and_time_advances_with_guest_time():
 
 
 def test_rtc_uip_set_in_last_244us_of_a_second():
-    count, clock, sched, rtc, io, _ = rtc_setup()
+    count, clock, sched, _rtc, io, _ = rtc_setup()
     assert not cmos(io, 0x0A) & 0x80
     advance(count, clock, sched, NS - 100_000)
     assert cmos(io, 0x0A) & 0x80
 
 
 def test_rtc_set_bit_lets_the_guest_write_the_time():
-    count, clock, sched, rtc, io, _ = rtc_setup()
+    _count, _clock, _sched, _rtc, io, _ = rtc_setup()
     io.write(0x70, 0x0B, 1)
     io.write(0x71, 0x82, 1)  # SET
     io.write(0x70, 0x04, 1)
@@ -247,7 +247,7 @@ def test_rtc_set_bit_lets_the_guest_write_the_time():
 
 
 def test_rtc_periodic_interrupt_and_register_c_clears_on_read():
-    count, clock, sched, rtc, io, lines = rtc_setup()
+    count, clock, sched, _rtc, io, lines = rtc_setup()
     io.write(0x70, 0x0B, 1)
     io.write(0x71, 0x42, 1)  # PIE
     advance(count, clock, sched, 1_000_000)  # 1024 Hz: ~1 ms
@@ -275,10 +275,28 @@ def test_rtc_port70_bit7_is_the_nmi_mask():
 
 
 def test_rtc_state_round_trip_and_bad_state():
-    count, clock, sched, rtc, io, _ = rtc_setup(memory_size=32 << 20)
+    _count, _clock, sched, rtc, _io, _ = rtc_setup(memory_size=32 << 20)
     s = rtc.save_state()
     r2 = RTC(sched, lambda level: None, start_time=0)
     r2.restore_state(s)
     assert r2.unix_time() == rtc.unix_time()
     with pytest.raises(ValueError, match="128"):
         r2.restore_state({**s, "cmos": b"x"})
+
+
+def test_rtc_update_ended_interrupt_each_second_when_enabled():
+    count, clock, sched, _rtc, io, lines = rtc_setup()
+    assert sched.next_time() is None  # nothing scheduled while no RTC interrupt is enabled
+    io.write(0x70, 0x0B, 1)
+    io.write(0x71, 0x12, 1)  # UIE, 24h
+    advance(count, clock, sched, NS)
+    assert lines == [1]
+    assert cmos(io, 0x0C) & 0x90 == 0x90
+
+
+def test_rtc_uf_flag_is_seen_by_polling_without_interrupts():
+    count, clock, sched, _rtc, io, lines = rtc_setup()
+    cmos(io, 0x0C)
+    advance(count, clock, sched, NS)
+    assert cmos(io, 0x0C) & 0x10
+    assert lines == []

@@ -13,7 +13,7 @@ nothing).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "KIND_MMIO",
@@ -75,7 +75,7 @@ class PhysicalMemory:
         self.bios: Optional[bytes] = None  # image visible below 1 MiB when PAM reads the bus
         # PAM state per 16 KiB segment of 0xC0000-0xFFFFF: (read_dram, write_dram)
         self._pam: List[Tuple[bool, bool]] = [(False, False)] * 16
-        self.cpu = None  # set by the machine; used to invalidate decoded code
+        self.cpu: Any = None  # set by the machine; used to invalidate decoded code
         self._apply_legacy(LEGACY_START, LEGACY_END)
 
     # -- the CPU's slow path ------------------------------------------------------------

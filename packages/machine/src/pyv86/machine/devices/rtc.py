@@ -48,12 +48,14 @@ class RTC:
         self.epoch_offset = int(time.time()) if start_time is None else int(start_time)
         self._pie_timer: Optional[Timer] = None
         self._sec_timer: Optional[Timer] = None
+        self._last_c_second = 0
         self.cmos[REG_A] = 0x26  # 32.768 kHz time base, 1024 Hz periodic rate
         self.cmos[REG_B] = B_24H
         self.cmos[REG_D] = 0x80
         if memory_size:
             self.set_memory_size(memory_size)
         self._irq_level = 0
+        self._last_c_second = self.scheduler.now() // NS
         self._schedule_second()
 
     # -- configuration (what a BIOS would store) --------------------------------------------
@@ -148,6 +150,7 @@ class RTC:
             if old & B_SET and not value & B_SET:
                 self._commit_time()
             self._schedule_periodic()
+            self._schedule_second()
             self._update_irq()
         elif i in (REG_C, REG_D):
             pass  # read-only
@@ -167,6 +170,10 @@ class RTC:
             uip = 0x80 if (self.scheduler.now() % NS) >= NS - UIP_NS and not c[REG_B] & B_SET else 0
             return c[REG_A] | uip
         if i == REG_C:
+            sec = self.scheduler.now() // NS
+            if sec != self._last_c_second and not c[REG_B] & B_SET:
+                c[REG_C] |= C_UF  # an update cycle ended since the last read
+            self._last_c_second = sec
             v = c[REG_C]
             c[REG_C] = 0
             self._update_irq()
@@ -215,10 +222,15 @@ class RTC:
         self._schedule_periodic()
 
     def _schedule_second(self) -> None:
-        now = self.scheduler.now()
-        self._sec_timer = self.scheduler.call_at((now // NS + 1) * NS, self._second)
+        if self._sec_timer is not None:
+            self._sec_timer.cancel()
+            self._sec_timer = None
+        if self.cmos[REG_B] & (B_UIE | B_AIE):
+            now = self.scheduler.now()
+            self._sec_timer = self.scheduler.call_at((now // NS + 1) * NS, self._second)
 
     def _second(self) -> None:
+        self._sec_timer = None
         c = self.cmos
         if not c[REG_B] & B_SET:
             flags = C_UF
@@ -247,8 +259,7 @@ class RTC:
         self.nmi_masked = bool(state.get("nmi_masked", True))
         self.epoch_offset = state["epoch_offset"]
         self._irq_level = 0
+        self._last_c_second = self.scheduler.now() // NS
         self._update_irq()
         self._schedule_periodic()
-        if self._sec_timer is not None:
-            self._sec_timer.cancel()
         self._schedule_second()
