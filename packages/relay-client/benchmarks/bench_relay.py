@@ -4,6 +4,8 @@ For ws://, tcp:// and unix:// and for 64- and 1514-byte frames:
 
 - echo throughput: one task sends frames with ``await relay.send()`` while another receives
   the echoes with ``await relay.receive()``; frames/s = echoed frames / elapsed time;
+- CPU time per echoed frame (process time, both ends and the trio loop): steadier than the
+  wall-clock rate on a busy machine;
 - round-trip latency: one frame out, wait for its echo, repeat; median and 99th percentile.
 
 The echo peer runs in the same process and trio loop (a trio-websocket server, or a raw
@@ -57,7 +59,7 @@ async def ws_echo(request: trio_websocket.WebSocketRequest) -> None:
         pass
 
 
-async def throughput(url: str, size: int) -> float:
+async def throughput(url: str, size: int) -> tuple[float, float]:
     async with open_relay(url) as relay:
         frames = [make_frame(size, i) for i in range(256)]
         for f in frames[:8]:  # warm up
@@ -74,6 +76,7 @@ async def throughput(url: str, size: int) -> float:
                 sent += 1
 
         start = time.perf_counter()
+        cpu_start = time.process_time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(producer)
             deadline = start + THROUGHPUT_SECONDS
@@ -82,8 +85,9 @@ async def throughput(url: str, size: int) -> float:
                 received += 1
             stop = True
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu_start
             nursery.cancel_scope.cancel()
-        return received / elapsed
+        return received / elapsed, cpu / max(received, 1) * 1e6
 
 
 async def latency(url: str, size: int) -> tuple[float, float, int]:
@@ -126,15 +130,16 @@ async def main() -> None:
             }
             print(f"pyv86.relay_client over loopback on {platform.python_implementation()} "
                   f"{platform.python_version()} (echo peer in the same process)")
-            print(f"{'transport':<10}{'frame':>7}{'echo frames/s':>16}{'MB/s':>9}"
+            print(f"{'transport':<10}{'frame':>7}{'echo frames/s':>16}{'MB/s':>9}{'CPU µs/frame':>14}"
                   f"{'RTT median µs':>16}{'RTT p99 µs':>13}{'samples':>9}")
             for name, url in urls.items():
                 for size in SIZES:
-                    fps = await throughput(url, size)
+                    fps, cpu_us = await throughput(url, size)
                     med, p99, n = await latency(url, size)
-                    print(f"{name:<10}{size:>7}{fps:>16,.0f}{fps * size / 1e6:>9.1f}"
+                    print(f"{name:<10}{size:>7}{fps:>16,.0f}{fps * size / 1e6:>9.1f}{cpu_us:>14.1f}"
                           f"{med:>16.1f}{p99:>13.1f}{n:>9}")
                     emit(f"{name} echo {size}B", fps, "frames/s")
+                    emit(f"{name} echo cpu per frame {size}B", cpu_us, "us")
                     emit(f"{name} rtt median {size}B", med, "us")
             nursery.cancel_scope.cancel()
     finally:
