@@ -100,3 +100,30 @@ def test_bus_state_round_trip_with_the_card_hosted(pci_machine):
     pci_machine.write(5, 0, 0x10, 0xC200)
     pci_machine.bus.restore_state(state)
     assert [(r.kind, r.base) for r in pci_machine.mapped] == [("io", 0xC100)]
+
+
+def test_rtl8029_with_debians_ipxe_rom_maps_a_rom_seabios_accepts(pci_machine):
+    import pathlib
+
+    path = pathlib.Path("/usr/lib/ipxe/qemu/pxe-ne2k_pci.rom")
+    if not path.exists():
+        pytest.skip(f"{path} not installed (Debian package ipxe-qemu)")
+    card, _ = _card(rom=path.read_bytes())
+    function = card.pci_function()
+    assert [f for f in conformance.check_function(function)
+            if f.severity == conformance.ERROR] == []
+    m = pci_machine
+    m.bus.add_device(function)
+    # SeaBIOS map_pcirom: size the ROM BAR, place it, enable it with memory decoding.
+    m.write(5, 0, 0x30, 0xFFFFFFFE)
+    size = (~m.read(5, 0, 0x30) & 0xFFFFFFFF) + 1
+    assert size >= len(path.read_bytes()) and size & (size - 1) == 0
+    m.write(5, 0, 0x30, 0xFEB00000 | 1)
+    m.write(5, 0, 0x04, 0x0002, 2)
+    (rom,) = [r for r in m.mapped if r.kind == "rom"]
+    assert rom.read(0, 2) == 0xAA55
+    pcir = rom.read(0x18, 2)
+    assert rom.read(pcir, 4) == int.from_bytes(b"PCIR", "little")
+    assert (rom.read(pcir + 4, 2), rom.read(pcir + 6, 2)) == (0x10EC, 0x8029)
+    length = rom.read(2, 1) * 512
+    assert sum(rom.data[:length]) & 0xFF == 0

@@ -3,9 +3,14 @@ decoding follows command register bits 0 and 1; 6.3.1: expansion ROM BAR)."""
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from pyv86.pci import Bar, DataFunction, config_header, patch_rom_ids, rom_images
+from pyv86.pci.conformance import ERROR, check_function
+
+DEBIAN_IPXE = pathlib.Path("/usr/lib/ipxe/qemu")
 
 
 class _Odd:
@@ -197,15 +202,17 @@ def test_rom_patching_can_be_switched_off_per_device_or_per_bus(new_machine, mak
     assert rom_images(m.bus.rom_image(9))[0].vendor_id == 0x10EC
 
 
-def test_patching_covers_every_image_but_fixes_only_x86_checksums(make_rom):
-    efi = make_rom(0, 0, size=512, code_type=3, checksum=False)
-    rom = make_rom(0, 0, size=1024, more=efi)
+def test_patching_covers_every_x86_image_and_leaves_efi_images_as_built(make_rom):
+    efi = make_rom(0xFFF3, 0, size=512, code_type=3, checksum=False)
+    rom = make_rom(0, 0, size=1024, more=make_rom(0, 0, size=512, more=efi))
+    images = rom_images(rom)
+    assert [i.code_type for i in images] == [0, 0, 3]
     patched = patch_rom_ids(rom, 0x10EC, 0x8029)
-    x86, efi_image = rom_images(patched)
-    assert (x86.code_type, efi_image.code_type) == (0, 3)
-    assert all((i.vendor_id, i.device_id) == (0x10EC, 0x8029) for i in (x86, efi_image))
-    assert sum(patched[:1024]) & 0xFF == 0
-    assert patched[1024 + 6] == efi[6]  # EFI header byte 6 is its signature: left alone
+    x86_a, x86_b, efi_image = rom_images(patched)
+    assert all((i.vendor_id, i.device_id) == (0x10EC, 0x8029) for i in (x86_a, x86_b))
+    assert sum(patched[:1024]) & 0xFF == 0 and sum(patched[1024:1536]) & 0xFF == 0
+    assert patched[1536:] == efi  # the EFI image is byte for byte as built
+    assert (efi_image.vendor_id, efi_image.device_id) == (0xFFF3, 0)
 
 
 def test_matching_or_malformed_roms_are_left_alone(make_rom):
@@ -278,3 +285,20 @@ def test_a_memory_bar_ending_at_the_top_of_4_gib_does_not_decode(machine, multi)
     assert machine.events == []
     machine.write(6, 0, 0x14, 0xFFFFE000)
     assert machine.events == [("map", "mem", 0xFFFFE000, 4096, 1)]
+
+
+@pytest.mark.parametrize("name", ["pxe-ne2k_pci.rom", "efi-ne2k_pci.rom"])
+def test_debian_ipxe_ne2k_roms_are_patched_for_the_rtl8029(make_device, name):
+    path = DEBIAN_IPXE / name
+    if not path.exists():
+        pytest.skip(f"{path} not installed (Debian package ipxe-qemu)")
+    rom = path.read_bytes()
+    images = rom_images(rom)
+    assert (images[0].code_type, images[0].vendor_id, images[0].device_id) == (0, 0, 0)
+    patched = patch_rom_ids(rom, 0x10EC, 0x8029)
+    first = rom_images(patched)[0]
+    assert (first.vendor_id, first.device_id) == (0x10EC, 0x8029)
+    assert sum(patched[:first.length]) & 0xFF == 0  # SeaBIOS checks this before running it
+    assert patched[first.length:] == rom[first.length:]
+    findings = check_function(make_device(rom=rom))
+    assert [f for f in findings if f.severity == ERROR] == []

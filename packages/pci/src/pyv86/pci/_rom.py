@@ -5,10 +5,11 @@ An option ROM image starts with 0x55 0xAA, byte 2 gives its length in 512-byte u
 +6, image length (512-byte units) at +0x10, code type at +0x14 (0 = x86 BIOS, 3 = EFI) and
 the indicator at +0x15 (bit 7: last image). Several images may follow each other.
 
-SeaBIOS only runs an x86 image whose PCIR IDs equal the device's IDs. Debian's iPXE ROMs are
-built for several devices and carry zeros there, so the bus patches them (as QEMU does) and
-keeps the image's byte sum at zero by compensating in byte 6 of the image header, which is
-the checksum byte of iPXE's header; EFI images have no byte checksum and only get the IDs.
+SeaBIOS only runs an x86 image (code type 0) whose PCIR IDs equal the device's IDs. Debian's
+iPXE ROMs are built for several devices and carry zeros there, so the bus patches them (as
+QEMU does) and keeps the image's byte sum by compensating in byte 6 of the image header, the
+checksum byte of iPXE's header. Images of other code types (the EFI image of Debian's
+efi-*.rom files carries FFF3:0000) are left exactly as built: SeaBIOS never runs them.
 """
 
 from __future__ import annotations
@@ -58,16 +59,16 @@ def rom_images(rom: bytes) -> List[RomImage]:
 
 
 def patch_rom_ids(rom: bytes, vendor_id: int, device_id: int) -> bytes:
-    """Return ``rom`` with every image's PCIR vendor/device IDs set to the given ones.
+    """Return ``rom`` with every x86 image's PCIR vendor/device IDs set to the given ones.
 
-    x86 images keep a zero byte sum over their length: the difference is compensated in
-    byte 6 of the image (iPXE's checksum byte; QEMU's ``pci_patch_ids`` does the same). An
-    image whose sum was not zero before is left with the same non-zero sum. Images without a
-    PCI data structure, or whose IDs already match, are left alone.
+    Each patched image keeps its byte sum over its length: the difference is compensated in
+    byte 6 of the image (iPXE's checksum byte; QEMU's ``pci_patch_ids`` does the same for
+    the first image). Images of other code types, without a PCI data structure, or whose
+    IDs already match are left alone.
     """
     out = bytearray(rom)
     for image in rom_images(rom):
-        if image.pcir < 0:
+        if image.pcir < 0 or image.code_type != CODE_TYPE_X86:
             continue
         if image.vendor_id == vendor_id and image.device_id == device_id:
             continue
@@ -77,7 +78,7 @@ def patch_rom_ids(rom: bytes, vendor_id: int, device_id: int) -> bytes:
         out[p + 6:p + 8] = (device_id & 0xFFFF).to_bytes(2, "little")
         delta = sum(out[p + 4:p + 8]) - old
         patched_inside = p + 8 <= image.offset + image.length
-        if image.code_type == CODE_TYPE_X86 and patched_inside and image.length > 6:
+        if patched_inside and image.length > 6:
             fix = image.offset + 6
             out[fix] = (out[fix] - delta) & 0xFF
     return bytes(out)

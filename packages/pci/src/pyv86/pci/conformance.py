@@ -201,7 +201,8 @@ def _check_description(function: PCIFunction, config: bytes, mask: bytes, probe:
     if rom is not None:
         vendor, device = config[0] | config[1] << 8, config[2] | config[3] << 8
         for n, img in enumerate(rom_images(bytes(rom))):
-            if img.pcir >= 0 and (img.vendor_id, img.device_id) != (vendor, device):
+            if img.code_type == CODE_TYPE_X86 and (img.vendor_id, img.device_id) != (vendor,
+                                                                                   device):
                 add("description", f"ROM image {n} PCIR carries {img.vendor_id:04x}:"
                     f"{img.device_id:04x}, not {vendor:04x}:{device:04x}: the bus patches "
                     "them (patch_rom_ids)", 0x30, WARNING)
@@ -392,8 +393,12 @@ def _check_rom(function: PCIFunction, config: bytes, mask: bytes, probe: _Probe,
     if not images or images[0].pcir < 0:
         add("rom", "ROM has no PCI data structure ('PCIR'): firmware will not run it", 0x30)
         return
+    if not any(img.code_type == CODE_TYPE_X86 for img in images):
+        add("rom", "ROM has no x86 image (code type 0): SeaBIOS will not run it", 0x30,
+            WARNING)
     for n, img in enumerate(images):
-        if img.pcir >= 0 and (img.vendor_id, img.device_id) != (vendor, device):
+        if img.code_type == CODE_TYPE_X86 and (img.vendor_id, img.device_id) != (vendor,
+                                                                                device):
             add("rom", f"ROM image {n} PCIR carries {img.vendor_id:04x}:{img.device_id:04x}, "
                 f"the function is {vendor:04x}:{device:04x}: SeaBIOS skips it", 0x30)
         if img.code_type == CODE_TYPE_X86 and image_checksum(image, img):
