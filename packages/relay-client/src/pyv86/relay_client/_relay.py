@@ -359,6 +359,12 @@ class Relay:
                         self._shutdown()
                         raise
                 except _LINK_ERRORS as exc:
+                    if not started:  # a failure while connecting that slipped through
+                        self._connect_failures += 1
+                        self._last_error = f"cannot connect: {exc or type(exc).__name__}"
+                        self._shutdown()
+                        raise RelayConnectError(f"cannot connect to relay {self.url!r}: "
+                                                f"{exc or type(exc).__name__}", url=self.url) from exc
                     self._last_error = f"connection lost: {exc or type(exc).__name__}"
                     self._requeue_inflight()
                 if self._closed:
@@ -405,7 +411,7 @@ class Relay:
             raise failure
 
     async def _pump_out(self, link: Link) -> None:
-        max_batch = getattr(link, "max_batch", 64)
+        max_batch = link.max_batch
         queue = self._queue
         while True:
             while not queue:

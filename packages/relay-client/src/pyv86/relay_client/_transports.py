@@ -48,6 +48,10 @@ class LinkLost(Exception):
 
 
 class Link(Protocol):
+    #: most frames handed to one send_frames() call (a batch broken by a lost connection is
+    #: queued again, so message-per-frame links use 1 to avoid sending duplicates)
+    max_batch: int
+
     async def send_frames(self, frames: Sequence[bytes]) -> None: ...
     async def receive_frames(self) -> list[bytes]: ...
 
@@ -66,6 +70,8 @@ def _count(dropped: dict[str, int], reason: str) -> None:
 
 class StreamLink:
     """QEMU stream framing over a trio stream (TCP or UNIX socket)."""
+
+    max_batch = 64  # one send_all() for many small frames
 
     def __init__(self, stream: trio.abc.Stream, max_size: int, dropped: dict[str, int]) -> None:
         self._stream = stream
@@ -131,6 +137,8 @@ class UnixTransport(_StreamTransport):
 
 class WebSocketLink:
     """The websockproxy protocol: one binary message is one frame; text is ignored."""
+
+    max_batch = 1
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, max_size: int,
                  dropped: dict[str, int]) -> None:
@@ -415,6 +423,8 @@ async def _stop(proc: trio.Process) -> None:
 
 class NullLink:
     """A card with no cable: sent frames vanish, nothing ever arrives."""
+
+    max_batch = 64
 
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         await trio.lowlevel.checkpoint()
