@@ -12,7 +12,7 @@ import trio
 
 from ._errors import RelayClosed, RelayError
 from ._framing import copy_frame
-from ._relay import RECEIVE_QUEUE_SIZE, Relay, RelayStatistics, open_relay
+from ._relay import CONNECT_TIMEOUT, RECEIVE_QUEUE_SIZE, Relay, RelayStatistics, open_relay
 
 __all__ = ["THREAD_START_TIMEOUT", "ThreadedRelay"]
 
@@ -61,7 +61,7 @@ class ThreadedRelay:
         self._thread = threading.Thread(target=self._main, args=(options,),
                                         name=f"pyv86-relay {url}", daemon=True)
         self._thread.start()
-        timeout = float(options.get("connect_timeout", 10.0)) + THREAD_START_TIMEOUT
+        timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT)) + THREAD_START_TIMEOUT
         if not self._ready.wait(timeout):
             self.close()
             raise RelayError(f"relay {url!r}: the relay thread did not start within {timeout:g} s",
@@ -177,6 +177,8 @@ class ThreadedRelay:
             self._token = trio.lowlevel.current_trio_token()
             self._last_stats = relay.statistics()
             self._ready.set()
+            if self._closed:  # the constructor gave up waiting, or close() came early
+                return
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._deliver, relay)
                 await self._stop.wait()
