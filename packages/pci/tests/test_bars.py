@@ -227,6 +227,7 @@ def test_matching_or_malformed_roms_are_left_alone(make_rom):
     ([Bar(0, "io", 24)], "power of two"),
     ([Bar(0, "io", 512)], "4-256"),
     ([Bar(0, "mem", 8)], "16 bytes"),
+    ([Bar(0, "mem", 1 << 31)], "1 GiB"),
     ([Bar(6, "mem", 4096)], "0-5"),
     ([Bar(0, "io", 32), Bar(0, "mem", 4096)], "twice"),
     ([Bar(0, "dma", 32)], "'io' or 'mem'"),

@@ -28,7 +28,7 @@ def test_chipset_functions_are_conformant(function):
 
 def test_a_well_described_device_with_every_feature_is_conformant(make_device, make_rom):
     device = make_device(bars=[Bar(0, "io", 32), Bar(1, "mem", 4096, prefetchable=True),
-                               Bar(5, "mem", 1 << 20)],
+                               Bar(4, "mem", 1 << 30), Bar(5, "mem", 1 << 20)],
                          rom=make_rom(0x10EC, 0x8029, size=4096))
     assert check_function(device) == []
     assert assert_conformant(device, allow_warnings=False) == []

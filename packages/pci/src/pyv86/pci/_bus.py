@@ -162,8 +162,10 @@ def _describe_bars(function: PCIFunction, where: str) -> List[Optional[_BarInfo]
         if kind == "io" and not 4 <= size <= 256:
             raise ValueError(f"{where}: I/O BAR {index} size must be 4-256 bytes "
                              f"(PCI 3.0 6.2.5.1), got {size}")
-        if kind == "mem" and not 16 <= size <= 1 << 31:
-            raise ValueError(f"{where}: memory BAR {index} size must be 16 bytes to 2 GiB, "
+        if kind == "mem" and not 16 <= size <= 1 << 30:
+            # A 2 GiB 32-bit BAR could only sit at 0x80000000 and end at the top of 4 GiB,
+            # which decodes nothing here (as in QEMU): refuse it rather than never map it.
+            raise ValueError(f"{where}: memory BAR {index} size must be 16 bytes to 1 GiB, "
                              f"got {size}")
         if kind == "io" and prefetchable:
             raise ValueError(f"{where}: I/O BAR {index} cannot be prefetchable")
