@@ -1,6 +1,7 @@
 """Smoke test: runs against the installed wheel alone (nox -s isolation) and in place.
 Uses only the package, its runtime dependencies (trio) and pytest."""
 
+import functools
 import re
 import struct
 
@@ -31,7 +32,7 @@ def test_frames_cross_a_tcp_relay_and_come_back():
 
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
-                listeners = await nursery.start(trio.serve_tcp, echo, 0)
+                listeners = await nursery.start(functools.partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
                 port = listeners[0].socket.getsockname()[1]
                 async with rc.open_relay(f"tcp://127.0.0.1:{port}") as relay:
                     await relay.send(bytearray(frame))

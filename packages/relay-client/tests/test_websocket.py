@@ -10,7 +10,16 @@ import subprocess
 import pytest
 import trio
 import trio_websocket
-from relay_testlib import BROADCAST, frame, mac, seq_of, start_ws_server, wait_for, ws_echo_handler
+from relay_testlib import (
+    BROADCAST,
+    frame,
+    mac,
+    seq_of,
+    start_tcp_server,
+    start_ws_server,
+    wait_for,
+    ws_echo_handler,
+)
 
 from pyv86.relay_client import RelayConnectError, open_relay
 
@@ -132,8 +141,7 @@ async def test_a_server_that_never_answers_times_out_instead_of_hanging():
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(trio.serve_tcp, silent, 0)
-            port = listeners[0].socket.getsockname()[1]
+            port = await start_tcp_server(nursery, silent)
             url = f"ws://127.0.0.1:{port}/"
             start = trio.current_time()
             with pytest.raises(RelayConnectError, match=r"no answer within 0.3 s"):
