@@ -111,7 +111,7 @@ def parse_setup_header(image: bytes) -> SetupHeader:
         raise KernelImageError("a zImage (loaded low) is not supported: build a bzImage")
     setup_sects = image[0x1F1] or 4
     header_end = 0x202 + image[0x201]
-    cmdline_size = struct.unpack_from("<I", image, 0x238)[0] if version >= 0x0206 else 255
+    cmdline_size = (struct.unpack_from("<I", image, 0x238)[0] if version >= 0x0206 else 0) or 255
     relocatable = bool(image[0x234]) if version >= 0x0205 else False
     kernel_alignment = struct.unpack_from("<I", image, 0x230)[0] if version >= 0x0205 else 0
     pref_address = struct.unpack_from("<Q", image, 0x258)[0] if version >= 0x020A else KERNEL_LOW

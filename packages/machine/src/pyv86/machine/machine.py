@@ -42,7 +42,7 @@ DEFAULT_MEMORY = 64 * MiB
 DEFAULT_CMDLINE = "console=ttyS0 panic=-1 tsc=reliable"
 NE2K_SLOT = 5
 NE2K_IO_BASE = 0xC000
-PIRQ_IRQS = (10, 11, 10, 11)  # PIRQA-D as SeaBIOS routes them
+PIRQ_IRQS = (10, 10, 11, 11)  # PIRQA-D as SeaBIOS routes them (00:05.0 INTA -> PIRQB -> 10)
 DETERMINISTIC_START = 1_767_225_600  # 2026-01-01T00:00:00Z: the deterministic RTC epoch
 PathOrBytes = Union[str, bytes, bytearray, "os.PathLike[str]", None]
 
