@@ -1,0 +1,82 @@
+"""Unicorn (QEMU's TCG, PyPI ``unicorn``) as an oracle: 32-bit flat protected mode
+(``UC_MODE_32``: CS/SS 32-bit, base 0) and 16-bit real mode (``UC_MODE_16``, segments 0).
+
+One engine per mode is reused; before each snippet its memory and registers are rewritten and
+its translation cache for the code page is dropped.  Unicorn follows QEMU's choices for
+undefined flags, so the comparison masks them (``grammar.UNDEFINED``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from . import layout
+from .grammar import Snippet
+
+M32 = 0xFFFFFFFF
+
+try:  # the caller skips with a reason when this fails (no wheel for PyPy)
+    import unicorn
+    from unicorn import x86_const as X
+except ImportError:  # pragma: no cover - depends on the interpreter
+    unicorn = None
+
+_REGS = ("EAX", "ECX", "EDX", "EBX", "ESP", "EBP", "ESI", "EDI")
+
+
+class UnicornOracle:
+    def __init__(self, code32: bool) -> None:
+        if unicorn is None:
+            raise RuntimeError("unicorn is not installed")
+        mode = unicorn.UC_MODE_32 if code32 else unicorn.UC_MODE_16
+        self.code32 = code32
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, mode)
+        self.uc.mem_map(0, layout.MEM_SIZE)
+        self.intno = None
+        self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
+        self.zero_region = bytes(layout.REGION)
+
+    def _on_intr(self, uc: Any, intno: int, user: Any) -> None:
+        self.intno = intno
+        uc.emu_stop()
+
+    def run(self, snippet: Snippet, max_steps: int = 10000) -> Dict[str, Any]:
+        if snippet.base != 0:
+            raise ValueError("the Unicorn oracle runs snippets generated for base 0")
+        uc = self.uc
+        code = snippet.code
+        uc.mem_write(0, self.zero_region)
+        uc.mem_write(layout.CODE, code)
+        uc.mem_write(layout.DATA, snippet.data)
+        uc.mem_write(layout.STACK_LO, snippet.stack)
+        try:
+            uc.ctl_remove_cache(layout.CODE, layout.DATA)
+        except AttributeError:  # pragma: no cover - unicorn 1.x
+            pass
+        if not self.code32:
+            for seg in (X.UC_X86_REG_CS, X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_SS,
+                        X.UC_X86_REG_FS, X.UC_X86_REG_GS):
+                uc.reg_write(seg, 0)
+        for name, value in zip(_REGS, snippet.regs):
+            uc.reg_write(getattr(X, "UC_X86_REG_" + name), value)
+        uc.reg_write(X.UC_X86_REG_EFLAGS, snippet.eflags)
+        self.intno = None
+        fault = None
+        end = layout.CODE + len(code)
+        try:
+            uc.emu_start(layout.CODE, end, count=max_steps)
+        except unicorn.UcError as exc:
+            fault = f"unicorn error: {exc}"
+        eip = uc.reg_read(X.UC_X86_REG_EIP)
+        if self.intno is not None:
+            fault = f"exception {self.intno}"
+        elif fault is None and eip != end:
+            fault = f"stopped at {eip:#x} before the end"
+        return {
+            "regs": [uc.reg_read(getattr(X, "UC_X86_REG_" + n)) & M32 for n in _REGS],
+            "eip": eip,
+            "eflags": uc.reg_read(X.UC_X86_REG_EFLAGS),
+            "data": bytes(uc.mem_read(layout.DATA, layout.DATA_END - layout.DATA)),
+            "stack": bytes(uc.mem_read(layout.STACK_LO, layout.STACK_HI - layout.STACK_LO)),
+            "fault": fault,
+        }

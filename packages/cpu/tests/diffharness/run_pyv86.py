@@ -1,0 +1,117 @@
+"""Run a snippet on pyv86's CPU and return its final state.
+
+32-bit code runs in flat protected mode at CPL 0 with real descriptor tables (GDT at
+``layout.GDT``, an IDT whose 32 interrupt gates point at one HLT each), so an exception shows
+up as a halt at a known stub.  Every segment has base ``-snippet.base`` (mod 2**32): the
+snippet's absolute addresses ``base + offset`` then reach physical ``offset`` in a 1 MiB RAM.
+16-bit code runs in real mode with every segment at 0 and the IVT pointing at the same stubs.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Dict
+
+from pyv86.cpu import CPU, NullIO, SimpleMemory
+
+from . import layout
+from .grammar import Snippet
+
+M32 = 0xFFFFFFFF
+
+
+def _descriptor(base: int, limit_pages: int, access: int, flags: int) -> bytes:
+    lim = limit_pages & 0xFFFFF
+    return struct.pack("<HHBBBB", lim & 0xFFFF, base & 0xFFFF, (base >> 16) & 0xFF, access,
+                       (flags << 4) | (lim >> 16), (base >> 24) & 0xFF)
+
+
+def _gate(selector: int, offset: int) -> bytes:
+    return struct.pack("<HHBBH", offset & 0xFFFF, selector, 0, 0x8E, (offset >> 16) & 0xFFFF)
+
+
+def make_cpu(snippet: Snippet) -> Any:
+    mem = SimpleMemory(layout.MEM_SIZE)
+    ram = mem.ram
+    ram[layout.DATA:layout.DATA_END] = snippet.data
+    ram[layout.STACK_LO:layout.STACK_HI] = snippet.stack
+    code = snippet.code + b"\xf4"                   # HLT after the snippet ends the run
+    ram[layout.CODE:layout.CODE + len(code)] = code
+    for v in range(32):
+        ram[layout.FAULT_STUBS + v] = 0xF4          # HLT
+    cpu = CPU(mem, NullIO())
+    base = (-snippet.base) & M32
+    if snippet.code32:
+        gdt = bytes(8) + _descriptor(base, 0xFFFFF, 0x9B, 0xC) + _descriptor(base, 0xFFFFF, 0x93, 0xC)
+        ram[layout.GDT:layout.GDT + len(gdt)] = gdt
+        for v in range(32):
+            off = (layout.FAULT_STUBS + v + snippet.base) & M32
+            ram[layout.IDT + 8 * v:layout.IDT + 8 * v + 8] = _gate(0x08, off)
+        cpu.gdtr_base, cpu.gdtr_limit = layout.GDT, len(gdt) - 1
+        cpu.idtr_base, cpu.idtr_limit = layout.IDT, 32 * 8 - 1
+        cpu.set_register("cr0", cpu.cr0 | 1)
+        for s in range(6):
+            sel, attr = (0x08, 0xC09B) if s == 1 else (0x10, 0xC093)
+            cpu.set_segment(s, sel, base, 0xFFFFFFFF, attr)
+    else:
+        for v in range(32):
+            ram[4 * v:4 * v + 4] = struct.pack("<HH", layout.FAULT_STUBS + v, 0)
+        cpu.idtr_base, cpu.idtr_limit = 0, 0x3FF
+        for s in range(6):
+            cpu.set_segment(s, 0, 0, 0xFFFF, 0x9B if s == 1 else 0x93)
+    cpu.reg[:] = list(snippet.regs)
+    cpu.eip = (snippet.base + layout.CODE) & M32
+    cpu.set_eflags(snippet.eflags)
+    cpu.flush_caches()
+    return cpu
+
+
+ENGINES = ("interp", "blocks", "step")
+
+
+def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dict[str, Any]:
+    """Final state: regs, eip (as an absolute snippet address), eflags, data, stack, fault.
+
+    The snippet is followed by HLT and runs with one ``cpu.run`` call.  ``engine``:
+    ``"interp"`` turns the block compiler off (``cpu.use_blocks = False``: every instruction
+    through the interpreter), ``"blocks"`` leaves it on and primes the TLB entry of the code
+    page so the very first block is compiled (``_blocks.py``), ``"step"`` calls ``cpu.run(1)``
+    per instruction.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}")
+    cpu = make_cpu(snippet)
+    end = (snippet.base + layout.CODE + len(snippet.code)) & M32
+    fault = None
+    if engine == "interp":
+        cpu.use_blocks = False
+    elif engine == "blocks":
+        cpu.use_blocks = True
+        cpu.translate(layout.CODE, False, False)    # code page in the TLB: compile from eip
+    try:
+        if engine == "step":
+            steps = 0
+            while cpu.eip != end and not cpu.halted and steps < max_steps:
+                cpu.run(1)
+                steps += 1
+        else:
+            cpu.run(max_steps)
+        if cpu.halted:
+            if cpu.eip == (end + 1) & M32:
+                cpu.eip = end
+            else:
+                stub = (cpu.eip - snippet.base - layout.FAULT_STUBS - 1) & M32
+                fault = f"exception {stub}" if stub < 32 else f"halted at {cpu.eip:#x}"
+        elif cpu.eip != end:
+            fault = f"did not reach the end after {max_steps} instructions (eip={cpu.eip:#x})"
+    except Exception as exc:  # a crash inside the emulator is a finding, not a harness error
+        fault = f"pyv86 raised {type(exc).__name__}: {exc}"
+    ram = cpu.memory.ram
+    return {
+        "regs": list(cpu.reg),
+        "eip": cpu.eip,
+        "eflags": cpu.get_eflags() if fault is None or "raised" not in fault else 0,
+        "data": bytes(ram[layout.DATA:layout.DATA_END]),
+        "stack": bytes(ram[layout.STACK_LO:layout.STACK_HI]),
+        "fault": fault,
+    }
