@@ -42,6 +42,7 @@ address: equal to the offset in flat segments).  Real-mode environment images st
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Callable, List, Optional, Tuple
 
 from . import _fpu_format as F
@@ -62,6 +63,11 @@ _SPLIT = 134217729.0  # 2**27 + 1 (Veltkamp)
 _BIG = 2.0 ** 995
 _SMALL = 2.0 ** -969
 _TWO63 = 2.0 ** 63
+_TWO52 = 2.0 ** 52
+_F32 = struct.Struct("<f")
+_U32 = struct.Struct("<I")
+_F32_MIN = 1.1754943508222875e-38   # smallest normal single
+_F32_MAX = 3.4028234663852886e38    # largest finite single
 
 # FLD constants: nearest-rounded 80-bit images and whether nearest rounding went up
 # (then RC=down/chop give the image below; otherwise RC=up gives the image above).
@@ -339,7 +345,8 @@ class FPU:
         self.fdp = 0
         self.fds = 0
         self.fop = 0
-        self._mem: Any = None
+        self._opsize32 = True
+        self._protected = True
         self._build_tables()
         self.reset()
 
@@ -396,12 +403,15 @@ class FPU:
             if addr is None:
                 raise ValueError("memory form without an address")
             idx = (op << 3) | ((modrm >> 3) & 7)
-            if not self._mem_ctl[idx]:
-                self.fip, self.fcs, self.fds, self.fdp = fip, fcs, fds, addr
+            if self._mem_ctl[idx]:
+                self._opsize32 = opsize32
+                self._protected = protected
+            else:
+                self.fip = fip
+                self.fcs = fcs
+                self.fds = fds
+                self.fdp = addr
                 self.fop = (op << 8) | modrm
-            self._mem = mem
-            self._opsize32 = opsize32
-            self._protected = protected
             r = self._mem_table[idx](addr, mem)
         else:
             if not ((opcode == 0xDB and 0xE0 <= modrm <= 0xE4) or (opcode == 0xDF and modrm == 0xE0)):
@@ -576,7 +586,8 @@ class FPU:
     def _reg_arith(self, kind: int, i: int, to_sti: bool, pop: bool) -> None:
         p0 = self.top
         pi = (self.top + i) & 7
-        if not (self.full[p0] and self.full[pi]):
+        full = self.full
+        if not (full[p0] and full[pi]):
             if self._underflow():
                 self._write(pi if to_sti else p0, IND)
                 if pop:
@@ -673,6 +684,13 @@ class FPU:
             if v != v and F.is_snan(v):
                 flags = IE
                 bits |= 1 << 51
+        elif raw is None and rc == 0 and _F32_MIN <= abs(v) <= _F32_MAX:
+            # the common case: a normal single, nearest rounding (the host conversion)
+            bits = _U32.unpack(_F32.pack(v))[0]
+            back = _F32.unpack(_F32.pack(v))[0]
+            if back != v:
+                flags = PE
+                away = abs(back) > abs(v)
         else:
             cls, neg, mant, e2 = self._exact(p0)
             if cls == 0:
@@ -716,14 +734,30 @@ class FPU:
             else:
                 self._underflow()
             return
-        cls, neg, mant, e2 = self._exact(p0)
         flags = 0
         away = False
         val = ind
+        v = self.st[p0]
+        rc = (self.cw >> 10) & 3
+        if self.raw[p0] is None and -_TWO52 < v < _TWO52:
+            if rc == 0:
+                n = round(v)
+            elif rc == 3:
+                n = int(v)
+            elif rc == 1:
+                n = math.floor(v)
+            else:
+                n = math.ceil(v)
+            inexact = n != v
+            away = abs(n) > abs(v)
+            cls = 0
+        else:
+            cls, neg, mant, e2 = self._exact(p0)
+            if cls == 0:
+                n, inexact, away = F.int_round(neg, mant, e2, rc)
         if cls != 0:
             flags = IE
         else:
-            n, inexact, away = F.int_round(neg, mant, e2, (self.cw >> 10) & 3)
             if n < lo or n > hi:
                 flags = IE
                 away = False
