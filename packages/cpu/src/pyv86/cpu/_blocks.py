@@ -18,7 +18,8 @@ generated function:
   code (self-modifying code takes effect at the next instruction).
 
 Blocks are keyed by the physical address of their first byte and validated against EIP,
-the code/stack size bits and the CS limit on entry; writes to the page drop them
+the code/stack size bits and the CS limit on entry (``Block.end`` covers the last byte and
+every direct jump target, so no limit check is left inside); writes to the page drop them
 (``CPU._drop_code_page``).
 """
 
@@ -79,6 +80,8 @@ class _Gen:
         self.page_end = (phys | 0xFFF) + 1
         self.done = False
         self.tmp = 0
+        self.max_target = 0
+        self.uses_mem = False
 
     # ------------------------------------------------------------------ bytes
     def b(self) -> int:
@@ -218,12 +221,57 @@ class _Gen:
             parts = ["0"]
         return m, (dseg if seg < 0 else seg, f"(({' + '.join(parts)}) & 0xFFFFFFFF)")
 
+    # Memory operands: an inline fast path (segment window, TLB hit, no page crossing) that
+    # indexes RAM directly, and the interpreter's helpers for everything else (which also
+    # raise the faults).  Write-TLB entries never exist for pages holding code.
+    @staticmethod
+    def _ram_read(a: str, n: int) -> str:
+        if n == 1:
+            return f"RAM[{a}]"
+        if n == 2:
+            return f"(RAM[{a}] | (RAM[{a} + 1] << 8))"
+        return (f"(RAM[{a}] | (RAM[{a} + 1] << 8) | (RAM[{a} + 2] << 16) | "
+                f"(RAM[{a} + 3] << 24))")
+
+    def _ram_write(self, a: str, n: int, v: str, indent: str) -> None:
+        if n == 1:
+            self.emit(f"{indent}RAM[{a}] = {v} & 0xFF")
+            return
+        self.emit(f"{indent}RAM[{a}] = {v} & 0xFF; RAM[{a} + 1] = ({v} >> 8) & 0xFF")
+        if n == 4:
+            self.emit(f"{indent}RAM[{a} + 2] = ({v} >> 16) & 0xFF; RAM[{a} + 3] = ({v} >> 24) & 0xFF")
+
+    def _lookup(self, s: int, off: str, n: int, write: bool) -> Tuple[str, str, str]:
+        """Emit the window check and TLB probe; return (offset var, linear var, page var)."""
+        self.uses_mem = True
+        o = self.var("o")
+        lv = self.var("l")
+        t = self.var("t")
+        hi = "WHI" if write else "RHI"
+        tlb = "TW" if write else "TR"
+        self.emit(f"{o} = {off}")
+        self.emit(f"if LO[{s}] <= {o} <= {hi}[{s}] - {n - 1}:")
+        self.emit(f"    {lv} = (SB[{s}] + {o}) & 0xFFFFFFFF")
+        self.emit(f"    {t} = {tlb}.get(({lv} >> 12) | U) if ({lv} & 0xFFF) <= {4096 - n} else None")
+        self.emit("else:")
+        self.emit(f"    {t} = None")
+        return o, lv, t
+
     def read_rm(self, m: int, ea: Optional[Tuple[int, str]], sz: int) -> str:
         if ea is None:
             return self.rget(sz, m & 7)
         self.fault_point()
+        return self.mem_read(ea[0], ea[1], sz)
+
+    def mem_read(self, s: int, off: str, sz: int) -> str:
+        n = SIZES[sz]
+        o, lv, t = self._lookup(s, off, n, False)
         v = self.var("v")
-        self.emit(f"{v} = MR(cpu, {ea[0]}, {ea[1]}, {sz})")
+        self.emit(f"if {t} is not None:")
+        self.emit(f"    {t} |= {lv} & 0xFFF")
+        self.emit(f"    {v} = {self._ram_read(t, n)}")
+        self.emit("else:")
+        self.emit(f"    {v} = MR(cpu, {s}, {o}, {sz})")
         return v
 
     def rmw_read(self, m: int, ea: Optional[Tuple[int, str]], sz: int) -> Tuple[str, Optional[str]]:
@@ -232,26 +280,47 @@ class _Gen:
             self.emit(f"{v} = {self.rget(sz, m & 7)}")
             return v, None
         self.fault_point()
-        lin = self.var("l")
+        n = SIZES[sz]
+        s = ea[0]
+        o, lv, t = self._lookup(s, ea[1], n, True)
         v = self.var("v")
-        self.emit(f"{lin} = cpu.seg_linear({ea[0]}, {ea[1]}, {SIZES[sz]}, True)")
-        self.emit(f"PW(cpu, {lin}, {SIZES[sz]})")
-        self.emit(f"{v} = LR(cpu, {lin}, {sz})")
-        return v, lin
+        self.emit(f"if {t} is not None:")
+        self.emit(f"    {t} |= {lv} & 0xFFF")
+        self.emit(f"    {v} = {self._ram_read(t, n)}")
+        self.emit("else:")
+        self.emit(f"    {t} = -1")
+        self.emit(f"    {lv} = cpu.seg_linear({s}, {o}, {n}, True)")
+        self.emit(f"    PW(cpu, {lv}, {n})")
+        self.emit(f"    {v} = LR(cpu, {lv}, {sz})")
+        return v, f"{lv},{t}"
 
-    def write_back(self, m: int, lin: Optional[str], sz: int, expr: str) -> None:
-        if lin is None:
+    def write_back(self, m: int, handle: Optional[str], sz: int, expr: str) -> None:
+        if handle is None:
             self.rset(sz, m & 7, expr)
-        else:
-            self.emit(f"LW(cpu, {lin}, {sz}, {expr})")
-            self.smc_check()
+            return
+        lv, t = handle.split(",")
+        w = self.var("w")
+        self.emit(f"{w} = {expr}")
+        self.emit(f"if {t} >= 0:")
+        self._ram_write(t, SIZES[sz], w, "    ")
+        self.emit("else:")
+        self.emit(f"    LW(cpu, {lv}, {sz}, {w})")
+        self.smc_check()
 
     def write_rm(self, m: int, ea: Optional[Tuple[int, str]], sz: int, expr: str) -> None:
         if ea is None:
             self.rset(sz, m & 7, expr)
             return
         self.fault_point()
-        self.emit(f"MW(cpu, {ea[0]}, {ea[1]}, {sz}, {expr})")
+        n = SIZES[sz]
+        w = self.var("w")
+        self.emit(f"{w} = {expr}")
+        o, lv, t = self._lookup(ea[0], ea[1], n, True)
+        self.emit(f"if {t} is not None:")
+        self.emit(f"    {t} |= {lv} & 0xFFF")
+        self._ram_write(t, n, w, "    ")
+        self.emit("else:")
+        self.emit(f"    MW(cpu, {ea[0]}, {o}, {sz}, {w})")
         self.smc_check()
 
     def smc_check(self) -> None:
@@ -481,8 +550,7 @@ class _Gen:
             self.fault_point()
             nxt = self.next_eip()
             target = (nxt + d) & MASKS[osz]
-            self.emit(f"if {target} > cpu.slimit[1]:")
-            self.emit("    raise CPUFault(13, 0)")
+            self.max_target = max(self.max_target, target)
             self.emit(f"PUSH(cpu, {nxt}, {osz})")
             self.emit(f"cpu.eip = {target}")
             self.emit(f"return {self.k + 1}")
@@ -565,22 +633,14 @@ class _Gen:
         nxt = self.next_eip()
         target = (nxt + d) & (0xFFFFFFFF if o32 else 0xFFFF)
         p = self.pend
+        # the target is checked against the CS limit when the block is entered (Block.end)
+        self.max_target = max(self.max_target, target)
+        del p
         if cond is not None:
-            self.emit(f"if {cond}:")
-            self.emit(f"    if {target} > cpu.slimit[1]:")
-            if p is not None:
-                op, a, b, r, sz = p
-                self.emit(f"        cpu.lz_op = {op}; cpu.lz_a = {a}; cpu.lz_b = {b}; cpu.lz_res = {r}; cpu.lz_sz = {sz}")
-            self.emit("        raise CPUFault(13, 0)")
-            self.emit(f"    nx = {target}")
-            self.emit("else:")
-            self.emit(f"    nx = {nxt}")
+            self.emit(f"cpu.eip = {target} if {cond} else {nxt}")
             self.flush()
-            self.emit("cpu.eip = nx")
         else:
             self.flush()
-            self.emit(f"if {target} > cpu.slimit[1]:")
-            self.emit("    raise CPUFault(13, 0)")
             self.emit(f"cpu.eip = {target}")
         self.emit(f"return {self.k + 1}")
         self.done = True
@@ -588,11 +648,14 @@ class _Gen:
     def inc_dec(self, dec: bool, sz: int, m: int, ea: Optional[Tuple[int, str]]) -> None:
         a, lin = self.rmw_read(m, ea, sz)
         p = self.pend
-        if p is not None and p[0] in (L_ADD, L_SUB, L_LOGIC):
+        if p is not None and p[0] in (L_INC, L_DEC):
+            # the previous INC/DEC already left the right CF in cpu.flags
+            self.pend = None
+        elif p is not None and p[0] in (L_ADD, L_SUB, L_LOGIC, L_NEG):
             # CF of the previous in-block operation, computed here; INC/DEC keep it
             op, pa, pb, pr, _psz = p
             cf = {L_ADD: f"(1 if {pr} < {pa} else 0)", L_SUB: f"(1 if {pa} < {pb} else 0)",
-                  L_LOGIC: "0"}[op]
+                  L_LOGIC: "0", L_NEG: f"(1 if {pr} else 0)"}[op]
             self.emit(f"cpu.flags = (cpu.flags & ~1) | {cf}")
             self.pend = None
         else:
@@ -630,8 +693,11 @@ def compile_block(cpu: Any, phys: int, eip: int) -> Block:
     body = "\n".join(g.lines)
     for i in range(n, -1, -1):
         body = body.replace(f"{{NEXT{i}}}", str(eips[i + 1] if i + 1 < len(eips) else end))
+    prologue = ("    RAM = cpu.ram; TR = cpu.tlb_r; TW = cpu.tlb_w; SB = cpu.sbase; LO = cpu.seg_lo\n"
+                "    RHI = cpu.seg_rhi; WHI = cpu.seg_whi; U = 0x100000 if cpu.cpl == 3 else 0\n"
+                if g.uses_mem else "")
     src = ("def block(cpu):\n"
-           "    R = cpu.reg\n"
+           "    R = cpu.reg\n" + prologue +
            "    G = cpu.code_gen\n"
            "    k = 0\n"
            "    try:\n" + "\n".join("    " + ln for ln in body.split("\n")) + "\n"
@@ -643,6 +709,7 @@ def compile_block(cpu: Any, phys: int, eip: int) -> Block:
     env["EIPS"] = tuple(eips)
     env["ALU"] = _ops.alu
     exec(compile(src, f"<block {phys:#x}>", "exec"), env)
-    blk = Block(eip, mode, (end - 1) & 0xFFFFFFFF, n, env["block"], src)
+    last = max((end - 1) & 0xFFFFFFFF, g.max_target)
+    blk = Block(eip, mode, last, n, env["block"], src)
     cpu._add_code(phys, blk)
     return blk

@@ -54,29 +54,46 @@ def run(cpu: Any, budget: int) -> int:
         if cpu.halted:
             break
         if use_blocks and not cpu.shadow and not cpu.flags & TF:
-            eip = cpu.eip
-            lin = (cpu.sbase[1] + eip) & 0xFFFFFFFF
-            t = tlb_r.get((lin >> 12) | (0x100000 if cpu.cpl == 3 else 0))
-            if t is not None:
+            # Run compiled blocks back to back.  Blocks never change the mode, CS, CPL,
+            # IF, TF or the shadow, so only the budget, request_stop() and a new interrupt
+            # request end this inner loop.
+            base_cs = cpu.sbase[1]
+            limit_cs = cpu.slimit[1]
+            user = 0x100000 if cpu.cpl == 3 else 0
+            mode = (1 if cpu.code32 else 0) | (2 if cpu.stack32 else 0)
+            irq = intc if (intc is not None and cpu.flags & IF) else None
+            ran = 0
+            while True:
+                eip = cpu.eip
+                lin = (base_cs + eip) & 0xFFFFFFFF
+                t = tlb_r.get((lin >> 12) | user)
+                if t is None:
+                    break
                 phys = t | (lin & 0xFFF)
                 blk = icache.get(phys)
                 if blk is None:
                     blk = compile_block(cpu, phys, eip)
-                    icache = cpu.icache
-                if blk.n and blk.n <= budget - executed and blk.eip == eip and \
-                        blk.mode == ((1 if cpu.code32 else 0) | (2 if cpu.stack32 else 0)) and \
-                        blk.end <= cpu.slimit[1]:
-                    try:
-                        n = blk.fn(cpu)
-                    except CPUFault as fault:
-                        n = cpu._blk_done + 1  # the faulting instruction counts, as below
-                        _fault(cpu, fault, cpu.eip, reg[4])
+                n = blk.n
+                if not n or n > budget - executed or blk.eip != eip or blk.mode != mode or \
+                        blk.end > limit_cs:
+                    break
+                try:
+                    n = blk.fn(cpu)
+                except CPUFault as fault:
+                    n = cpu._blk_done + 1  # the faulting instruction counts, as below
                     executed += n
                     cpu.instruction_count += n
-                    reg = cpu.reg
-                    tlb_r = cpu.tlb_r
-                    icache = cpu.icache
-                    continue
+                    _fault(cpu, fault, cpu.eip, reg[4])
+                    ran = -1
+                    break
+                executed += n
+                ran += n
+                if executed >= budget or cpu._stop or (irq is not None and irq.has_interrupt()):
+                    break
+            if ran:
+                if ran > 0:
+                    cpu.instruction_count += ran
+                continue
         cpu.shadow = False
         eip0 = cpu.eip
         esp0 = reg[4]
