@@ -162,3 +162,19 @@ async def test_a_passt_that_fails_to_start_is_a_clear_connect_error():
     assert "no-such-option" in str(info.value)  # passt's own complaint is quoted
 
 
+
+
+@pytest.mark.trio
+@pytest.mark.skipif(os.geteuid() != 0, reason="passt only changes to 'nobody' when run as root")
+async def test_as_root_passt_works_even_when_the_temp_dir_is_private(monkeypatch, tmp_path):
+    """Run as root, passt becomes "nobody", which cannot enter a 0700 TMPDIR: the socket
+    directory then goes to /tmp instead."""
+    import tempfile
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    with trio.fail_after(20):
+        async with open_relay("passt:") as relay:
+            command = relay._transport.command  # type: ignore[attr-defined]
+            assert not command[command.index("--socket") + 1].startswith(str(private))
+            await first_offer(relay)

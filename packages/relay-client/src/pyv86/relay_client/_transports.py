@@ -334,7 +334,10 @@ class PasstTransport:
         self.command: list[str] = []
 
     def _private_dir(self) -> str:
-        path = tempfile.mkdtemp(prefix="pyv86-passt-")
+        base = None
+        if os.geteuid() == 0 and not _reachable_by_others(tempfile.gettempdir()):
+            base = "/tmp"  # passt, turned into "nobody", must reach its socket directory
+        path = tempfile.mkdtemp(prefix="pyv86-passt-", dir=base)
         if os.geteuid() == 0:
             # Run as root, passt drops to "nobody" before binding its socket.
             try:
@@ -394,6 +397,21 @@ class PasstTransport:
         except OSError as exc:
             raise RelayConnectError(f"relay 'passt:': cannot connect to passt's socket: {exc}",
                                     url=self.url.text) from exc
+
+
+def _reachable_by_others(directory: str) -> bool:
+    """Whether every directory from / down to ``directory`` lets other users through."""
+    path = os.path.abspath(directory)
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
 
 
 def _log_excerpt(path: str, limit: int = 400) -> str:
