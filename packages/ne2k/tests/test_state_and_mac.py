@@ -304,3 +304,14 @@ def test_card_irq_and_send_can_be_wired_after_construction():
     linux_up(card, IMAGE_MAC)
     transmit(card, to(PEER, 60, 0))
     assert sent and levels == [1]
+
+
+def test_statistics_report_macs_as_text_and_count_traffic():
+    card = NE2000(model="ne2000", mac=IMAGE_MAC)
+    linux_up(card, IMAGE_MAC)
+    card.receive(to(IMAGE_MAC, 70, 0))
+    card.receive(to(PEER, 70, 0))
+    st = card.statistics()
+    assert st["mac"] == st["guest_mac"] == "00:22:15:aa:bb:cc"
+    assert (st["rx_frames"], st["rx_bytes"], st["rx_dropped_filtered"]) == (1, 70, 1)
+    assert st["running"] and st["irq_level"] == 1 and not st["translating"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional
 
 from . import _dp8390 as chip
-from ._mac import MacLike, parse_mac, parse_prefix, random_mac
+from ._mac import MacLike, format_mac, parse_mac, parse_prefix, random_mac
 from ._pci import RTL8029Function
 from .translate import translate_frame
 
@@ -218,7 +218,6 @@ class NE2000:
         self.chip.schedule = fn
 
     def __repr__(self) -> str:
-        from ._mac import format_mac
         return f"NE2000(model={self._model!r}, mac={format_mac(self._wire_mac)!r})"
 
     # ------------------------------------------------------------------------- lines
@@ -338,8 +337,8 @@ class NE2000:
         out.update(self._stats_extra)
         out.update({
             "model": self._model,
-            "mac": self._wire_mac,
-            "guest_mac": self._guest_mac,
+            "mac": format_mac(self._wire_mac),
+            "guest_mac": format_mac(self._guest_mac),
             "translating": self.translating,
             "running": bool(c.cr & chip.CR_STA) and not c.cr & chip.CR_STP,
             "irq_level": c.irq_level,
