@@ -349,6 +349,13 @@ case("fsqrt_of_m80_value", ext(0, 0x3FFF, 0xC000000000000123), "fld tbyte ptr [e
 case("fcom_m80_exact_compare", ext(0, 0x3FFF, 0x8000000000000001) + f64(1.0),
      "fld qword ptr [ebx+10]", "fld tbyte ptr [ebx]", "fcomi st, st(1)", "fcomp st(1)")
 
+# tininess: a value just below the smallest normal single that rounds up to it
+for _rc in (0, 1, 2, 3):
+    case(f"fst_m32_tininess_rc{_rc}", f64(1.1754943508222875e-38 * (1 - 2.0 ** -30)),
+         "fld qword ptr [ebx]", "fst dword ptr [ebx+128]", cw=0x027F | (_rc << 10))
+    case(f"fst_m64_from_m80_tininess_rc{_rc}", ext(0, 0x3FFF - 1023, 0xFFFFFFFFFFFFFFFF),
+         "fld tbyte ptr [ebx]", "fst qword ptr [ebx+128]", cw=0x027F | (_rc << 10))
+
 
 # ---------------------------------------------------------------------------- the host side
 _ASM_HEAD = """\t.intel_syntax noprefix

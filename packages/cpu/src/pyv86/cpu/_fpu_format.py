@@ -111,8 +111,12 @@ def encode_binary(neg: int, mant: int, e2: int, rc: int, fmt: tuple, ue_unmasked
     sign = neg << (fbits + (11 if fbits == 52 else 8))
     if mant == 0:
         return sign, 0, False
-    # tininess is detected before rounding, on the exact value (x87 behaviour)
+    # tininess is detected after rounding (to the precision, exponent unbounded), as the
+    # x87 does: a value that rounds up to the smallest normal is not tiny
     tiny = e2 + mant.bit_length() - 1 < emin
+    if tiny:
+        q2, ue2, _, _ = round_mant(neg, mant, e2, prec, -(1 << 30), rc)
+        tiny = ue2 + q2.bit_length() - 1 < emin
     q, ue, inexact, away = round_mant(neg, mant, e2, prec, etiny, rc)
     if q >> prec:
         q >>= 1
