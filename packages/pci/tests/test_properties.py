@@ -114,7 +114,7 @@ class World:
         for slot in SLOTS:
             now, first = self.cfg(slot), self.power_on[slot]
             # Identity, class, header type, subsystem, pin never change.
-            for lo, hi in ((0x00, 0x04), (0x08, 0x0F), (0x2C, 0x30), (0x3D, 0x40)):
+            for lo, hi in ((0x00, 0x04), (0x08, 0x0C), (0x0E, 0x10), (0x2C, 0x30), (0x3D, 0x40)):
                 assert now[lo:hi] == first[lo:hi], (slot, hex(lo))
             command = now[4] | now[5] << 8
             assert command & 0xF800 == 0
