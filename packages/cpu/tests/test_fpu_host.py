@@ -356,6 +356,20 @@ for _rc in (0, 1, 2, 3):
     case(f"fst_m64_from_m80_tininess_rc{_rc}", ext(0, 0x3FFF - 1023, 0xFFFFFFFFFFFFFFFF),
          "fld tbyte ptr [ebx]", "fst qword ptr [ebx+128]", cw=0x027F | (_rc << 10))
 
+# 80-bit operands a double cannot hold: denormal operand (DE) and unsupported encodings (IE)
+case("ext_denormal_operand_add", ext(0, 0, 0x4000000000000000) + f64(1.0),
+     "fld qword ptr [ebx+10]", "fld tbyte ptr [ebx]", "fadd st, st(1)")
+case("ext_denormal_operand_compare", ext(1, 0, 0x4000000000000000) + f64(1.0),
+     "fld qword ptr [ebx+10]", "fld tbyte ptr [ebx]", "fcom st(1)")
+case("unsupported_operand_fucom_invalid", ext(0, 0x4000, 0x4000000000000000) + f64(1.0),
+     "fld qword ptr [ebx+10]", "fld tbyte ptr [ebx]", "fucom st(1)")
+case("unsupported_operand_fucomi_invalid", ext(0, 0x4000, 0x4000000000000000) + f64(1.0),
+     "fld qword ptr [ebx+10]", "fld tbyte ptr [ebx]", "fucomi st, st(1)")
+case("m80_values_multiply_exactly_rounded", ext(0, 0x3FFF, 0xAAAAAAAAAAAAAAAB)
+     + ext(1, 0x4001, 0xC000000000000001), "fld tbyte ptr [ebx]", "fld tbyte ptr [ebx+10]",
+     "fmul st, st(1)", "fld tbyte ptr [ebx]", "fdivr st, st(2)", "fld tbyte ptr [ebx+10]",
+     "fsubr st, st(3)")
+
 
 # ---------------------------------------------------------------------------- the host side
 _ASM_HEAD = """\t.intel_syntax noprefix

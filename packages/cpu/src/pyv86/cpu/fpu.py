@@ -261,12 +261,15 @@ def _exact_arith(kind: int, a: float, b: float, ra: Optional[int], rb: Optional[
                  ) -> Tuple[float, int, bool]:
     """An arithmetic operation where an operand has more than 53 significant bits: the
     exact result rounded once to a double (what a real x87 does with PC=53)."""
-    if (ra is not None and F.ext_class(ra) == 5) or (rb is not None and F.ext_class(rb) == 5):
+    ca = -1 if ra is None else F.ext_class(ra)
+    cb = -1 if rb is None else F.ext_class(rb)
+    if ca == 5 or cb == 5:
         return IND, IE, False   # unsupported encodings (unnormals, pseudo-NaN/inf)
     fa = _frac(a, ra)
     fb = _frac(b, rb)
     if fa is None or fb is None or not fa or not fb:
         return _ARITH[kind](a, b, rc)
+    de = DE if ca == 2 or cb == 2 else 0    # an 80-bit denormal operand
     if kind == 0:
         x = fa + fb
     elif kind == 1:
@@ -280,8 +283,9 @@ def _exact_arith(kind: int, a: float, b: float, ra: Optional[int], rb: Optional[
     else:
         x = fb / fa
     if not x:
-        return (-0.0 if rc == 1 else 0.0), 0, False
-    return F.round_fraction(x, rc)
+        return (-0.0 if rc == 1 else 0.0), de, False
+    r, fl, away = F.round_fraction(x, rc)
+    return r, fl | de, away
 
 
 def _nan_ext(a: float, ra: Optional[int], b: float, rb: Optional[int]) -> Optional[int]:
@@ -310,10 +314,15 @@ def _compare(a: float, b: float, unordered_quiet: bool, ra: Optional[int] = None
              rb: Optional[int] = None) -> Tuple[int, int]:
     """(relation, flags): relation 0 greater, 1 less, 2 equal, 3 unordered."""
     if ra is not None or rb is not None:
+        ca = -1 if ra is None else F.ext_class(ra)
+        cb = -1 if rb is None else F.ext_class(rb)
+        if ca == 5 or cb == 5:
+            return 3, IE
         fa = _frac(a, ra)
         fb = _frac(b, rb)
         if fa is not None and fb is not None:
-            return (0 if fa > fb else (1 if fa < fb else 2)), 0
+            de = DE if ca == 2 or cb == 2 else 0
+            return (0 if fa > fb else (1 if fa < fb else 2)), de
     if a != a or b != b:
         if not unordered_quiet or (a != a and F.is_snan(a)) or (b != b and F.is_snan(b)):
             return 3, IE
