@@ -103,7 +103,7 @@ class Snippet:
         self.label = label
         self.insns: List[Insn] = []
         self.undef_at_end = 0
-        self.bad_read = False
+        self.faults = False
         self._finish()
 
     def _finish(self) -> None:
@@ -133,8 +133,10 @@ class Snippet:
 
     def without(self, index: int) -> Snippet:
         units = self.units[:index] + self.units[index + 1:]
-        return Snippet(units, self.regs, self.eflags, self.data, self.stack, self.code32,
-                       self.base, self.label)
+        s = Snippet(units, self.regs, self.eflags, self.data, self.stack, self.code32,
+                    self.base, self.label)
+        s.faults = self.faults
+        return s
 
     def listing(self) -> str:
         addr = self.base + layout.CODE
@@ -661,17 +663,18 @@ class Gen:
             a32 = not self.code32
         if not self.code32 and not self.a16_ok:
             a32 = True
-        count = rng.choice((0, 1, 2, 3, 5, 8)) if rep else 0
-        span = 8 * 4 + 8
-        for r in (6, 7):
-            t = self.target(4, lo=span, hi=span)
+        count = rng.choice((0, 1, 2, 3, 5, 8, 33, 100, 257)) if rep else 0
+        span = count * 4 + 8
+        t = self.target(4, lo=span, hi=span)
+        # ESI and EDI: independent, or overlapping by a few bytes (a copy that smears)
+        overlap = rng.random() < 0.4
+        t2 = t + rng.randrange(-9, 10) if overlap else self.target(4, lo=span, hi=span)
+        for r, addr in ((6, t), (7, t2)):
             hi = rng.getrandbits(16) << 16 if not a32 else 0
-            self.set_reg(r, hi | (t & (M32 if a32 else 0xFFFF)))
+            self.set_reg(r, hi | (addr & (M32 if a32 else 0xFFFF)))
         if rep:
             hi = rng.getrandbits(16) << 16 if not a32 else 0
             self.set_reg(1, hi | count)
-        if kind == "scas" and rng.random() < 0.5:
-            pass  # keep whatever is in eAX
         seg = b""
         stext = ""
         if kind in ("movs", "cmps", "lods") and rng.random() < 0.3:
@@ -964,6 +967,86 @@ class Gen:
             self.emit(bytes([opc, base]), f"{kind} {base}", writes=SF | ZF | PF, undef=OF | AF | CF)
 
 
+    FAULT_KINDS = ("div0", "divovf", "idivovf", "aam0", "ud2", "ffud", "feud", "lock_nop",
+                   "lock_mov", "lock_reg", "lea_reg", "too_long", "bound", "into", "int3")
+
+    def g_fault(self, kind: Optional[str] = None) -> None:
+        """One instruction that faults in ring 3 and ring 0 alike (host: a signal whose trap
+        number is the vector): #DE, #UD, #GP (too long), #BR, #OF, #BP."""
+        rng = self.rng
+        kind = kind or rng.choice(self.FAULT_KINDS)
+        size = self.size()
+        p = self.op(size)
+        w = 0 if size == 8 else 1
+        if kind in ("div0", "divovf", "idivovf"):
+            r = rng.choice([i for i in range(8) if i not in (0, 2, 4)] if size != 8 else
+                           [1, 3, 5, 7])   # CL BL CH BH for bytes
+            half = 1 << size
+            if kind == "div0":
+                d, dividend = 0, rng.getrandbits(2 * size)
+            elif kind == "divovf":
+                d = rng.randrange(1, half)
+                dividend = (rng.randrange(d, half) << size) | rng.getrandbits(size)
+            else:
+                d = half - 1                                        # -1
+                dividend = (1 << (2 * size)) - (1 << (size - 1))    # -2**(size-1)
+            if size == 8:
+                self.set_reg8(r, d)
+                self.emit(self.op(16) + b"\xb8" + imm_bytes(dividend, 2), f"mov ax, {dividend:#x}")
+            else:
+                self.set_reg(r, d)
+                lo, hi = dividend & (half - 1), dividend >> size
+                self.emit(p + b"\xb8" + imm_bytes(lo, size // 8), f"mov {regname(size, 0)}, {lo:#x}")
+                self.emit(p + b"\xba" + imm_bytes(hi, size // 8), f"mov {regname(size, 2)}, {hi:#x}")
+            f = 7 if kind == "idivovf" else 6
+            self.emit(p + bytes([0xF6 | w, 0xC0 | (f << 3) | r]),
+                      f"{'idiv' if f == 7 else 'div'} {regname(size, r)} ; #DE")
+        elif kind == "aam0":
+            self.emit(b"\xd4\x00", "aam 0 ; #DE")
+        elif kind == "ud2":
+            self.emit(b"\x0f\x0b", "ud2 ; #UD")
+        elif kind == "ffud":
+            self.emit(b"\xff" + bytes([0xF8 | rng.randrange(8)]), "(FF /7) ; #UD")
+        elif kind == "feud":
+            self.emit(b"\xfe" + bytes([0xC0 | (rng.randrange(2, 7) << 3) | rng.randrange(8)]),
+                      "(FE /2../6) ; #UD")
+        elif kind == "lock_nop":
+            self.emit(b"\xf0\x90", "lock nop ; #UD")
+        elif kind == "lock_mov":
+            m = self.mem(size // 8, False)
+            self.emit(b"\xf0" + m.prefix + p + bytes([0x8A | w]) + m.tail(0),
+                      f"lock mov {regname(size, 0)}, {m.text} ; #UD")
+        elif kind == "lock_reg":
+            self.emit(b"\xf0" + p + bytes([0x00 | w, 0xC0 | (rng.randrange(8) << 3) | self.dst(size)]),
+                      "lock add reg, reg ; #UD")
+        elif kind == "lea_reg":
+            self.emit(b"\x8d" + bytes([0xC0 | (rng.randrange(8) << 3) | rng.randrange(8)]),
+                      "lea reg, reg ; #UD")
+        elif kind == "too_long":
+            n = rng.choice((15, 16, 20))
+            self.emit(b"\x3e" * (n - 2) + b"\x8b\xc0",
+                      f"{n - 2} ds prefixes + mov eax, eax ({n} bytes){' ; #GP' if n > 15 else ''}")
+        elif kind == "bound":
+            size = rng.choice((16, 32))
+            p = self.op(size)
+            n = size // 8
+            r = self.dst(size, avoid=(0,))
+            m = self.mem(2 * n, True, avoid=(r,), seg_ok=False)
+            lo = rng.randrange(-1000, 1000)
+            hi = lo + rng.randrange(0, 100)
+            v = rng.choice((lo - 1 - rng.randrange(50), hi + 1 + rng.randrange(50), lo, hi))
+            # store the bounds with two MOV r/m, imm (second one 'n' bytes further: via EAX)
+            self.emit(m.prefix + p + bytes([0xC7]) + m.tail(0) + imm_bytes(lo, n), f"mov {m.text}, {lo}")
+            self.emit(p + bytes([0xB8 + r]) + imm_bytes(v, n), f"mov {regname(size, r)}, {v}")
+            self.emit(m.prefix + p + b"\x62" + m.tail(r),
+                      f"bound {regname(size, r)}, {m.text} ; upper bound from memory")
+        elif kind == "into":
+            self.emit(b"\xb0\x7f\x04\x01", "mov al, 0x7f; add al, 1", writes=ARITH)
+            self.emit(b"\xce", "into ; #OF (trap: EIP after INTO)", reads=OF)
+        else:
+            self.emit(b"\xcc", "int3 ; #BP (trap: EIP after INT3)")
+
+
 GROUPS: Dict[str, Tuple[Callable[[Gen], None], ...]] = {
     "alu": (Gen.g_alu, Gen.g_unary),
     "mov": (Gen.g_mov, Gen.g_lea, Gen.g_movx),
@@ -988,9 +1071,14 @@ def generate(seed: int, group: str, *, code32: bool = True, base: int = 0,
     """The snippet for ``(seed, group)``: same arguments, same bytes and state."""
     rng = random.Random(f"{group}:{seed}:{int(code32)}:{base}")
     gen = Gen(rng, code32, base, a16_ok)
-    gens = GROUPS[group]
-    for _ in range(rng.randint(*length)):
+    faults = group == "faults" or group.startswith("fault-")
+    fault_kind = group[6:] if group.startswith("fault-") else None
+    gens = GROUPS["mixed" if faults else group]
+    for _ in range(rng.randint(*length) // (3 if faults else 1)):
         rng.choice(gens)(gen)
+        gen.end_unit()
+    if faults:
+        gen.g_fault(fault_kind)
         gen.end_unit()
     regs = [rng.choice((0, M32, rng.getrandbits(32), rng.getrandbits(8), 0x80000000))
             for _ in range(8)]
@@ -998,5 +1086,7 @@ def generate(seed: int, group: str, *, code32: bool = True, base: int = 0,
     eflags = 0x202 | (rng.getrandbits(12) & ARITH) | (DF if rng.random() < 0.3 else 0)
     data = rng.randbytes(layout.DATA_END - layout.DATA)
     stack = rng.randbytes(layout.STACK_HI - layout.STACK_LO)
-    return Snippet(gen.units, regs, eflags, data, stack, code32, base,
-                   f"group={group} seed={seed} {'code32' if code32 else 'code16'} base={base:#x}")
+    snippet = Snippet(gen.units, regs, eflags, data, stack, code32, base,
+                      f"group={group} seed={seed} {'code32' if code32 else 'code16'} base={base:#x}")
+    snippet.faults = faults   # the last instruction faults: compare the state at the fault
+    return snippet

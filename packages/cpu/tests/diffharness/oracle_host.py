@@ -5,8 +5,9 @@
 data and stack there, then calls a trampoline that saves the host registers, loads the
 initial EFLAGS and all eight registers and jumps to the code.  The code is followed by an
 epilogue (``EPILOGUE``, appended here) that stores the eight registers, switches back to the
-host stack, stores PUSHFD and returns.  A signal (a fault) is caught and reported as such.
-Many snippets run in one process, so a batch costs one process start.
+host stack, stores PUSHFD and returns.On a fault (a signal) the handler records the registers, EIP and
+EFLAGS at the faulting instruction and the exception vector (the kernel's trap number) from
+the signal frame.  Many snippets run in one process, so a batch costs one process start.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ _DRIVER = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 
 #define REGION_BASE 0x%(H)xu
 #define REGION_SIZE 0x%(REGION)xu
@@ -78,7 +80,19 @@ static sigjmp_buf env;
 static volatile sig_atomic_t got_signal;
 static char altstack[65536];
 
-static void on_signal(int sig) { got_signal = sig; siglongjmp(env, 1); }
+/* A fault: record the registers at the faulting instruction (the kernel's signal frame)
+   and the exception vector, then return to the loop. */
+static void on_signal(int sig, siginfo_t *info, void *ctx) {
+    ucontext_t *uc = (ucontext_t *)ctx;
+    greg_t *g = uc->uc_mcontext.gregs;
+    uint32_t *save = (uint32_t *)0x%(SAVE)xu;
+    (void)info;
+    save[0] = g[REG_EAX]; save[1] = g[REG_ECX]; save[2] = g[REG_EDX]; save[3] = g[REG_EBX];
+    save[4] = g[REG_ESP]; save[5] = g[REG_EBP]; save[6] = g[REG_ESI]; save[7] = g[REG_EDI];
+    save[8] = g[REG_EFL]; save[10] = g[REG_EIP]; save[11] = g[REG_TRAPNO];
+    got_signal = sig;
+    siglongjmp(env, 1);
+}
 
 static int read_all(void *p, size_t n) { return fread(p, 1, n, stdin) == n; }
 
@@ -90,8 +104,8 @@ int main(void) {
     sigaltstack(&ss, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_ONSTACK | SA_NODEFER;
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_ONSTACK | SA_NODEFER | SA_SIGINFO;
     int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP };
     for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, 0);
     uint32_t *save = (uint32_t *)0x%(SAVE)xu, *init = (uint32_t *)0x%(INIT)xu;
@@ -103,12 +117,13 @@ int main(void) {
         if (!read_all(region + CODE_OFF, n) || !read_all(init, 36) ||
             !read_all(region + DATA_OFF, DATA_N) || !read_all(region + STACK_OFF, STACK_N)) return 4;
         init[9] = REGION_BASE + CODE_OFF;
-        memset(save, 0, 40);
+        memset(save, 0, 48);
         got_signal = 0;
         if (sigsetjmp(env, 1) == 0) dh_enter();
         uint32_t status = (uint32_t)got_signal;
         fwrite(&status, 4, 1, stdout);
         fwrite(save, 4, 9, stdout);
+        fwrite(save + 10, 4, 2, stdout);
         fwrite(region + DATA_OFF, 1, DATA_N, stdout);
         fwrite(region + STACK_OFF, 1, STACK_N, stdout);
     }
@@ -167,20 +182,21 @@ class HostOracle:
         if proc.returncode != 0:
             raise RuntimeError(f"host oracle driver failed ({proc.returncode}): {proc.stderr!r}")
         out = proc.stdout
-        rec = 40 + _DATA_N + _STACK_N
+        rec = 48 + _DATA_N + _STACK_N
         if len(out) != rec * len(snippets):
             raise RuntimeError(f"host oracle returned {len(out)} bytes for {len(snippets)} snippets")
         results = []
         for i, s in enumerate(snippets):
             r = out[i * rec:(i + 1) * rec]
-            status, *vals = struct.unpack_from("<10I", r)
+            status, *vals = struct.unpack_from("<12I", r)
             results.append({
                 "regs": vals[:8],
-                "eip": (s.base + layout.CODE + len(s.code)) & M32,
+                "eip": vals[9] if status else (s.base + layout.CODE + len(s.code)) & M32,
                 "eflags": vals[8],
-                "data": r[40:40 + _DATA_N],
-                "stack": r[40 + _DATA_N:],
-                "fault": f"signal {status}" if status else None,
+                "data": r[48:48 + _DATA_N],
+                "stack": r[48 + _DATA_N:],
+                # the vector from the kernel's trap number (SIGFPE for #DE, SIGILL for #UD, ...)
+                "fault": f"exception {vals[10]}" if status else None,
             })
         return results
 

@@ -67,6 +67,21 @@ def make_cpu(snippet: Snippet) -> Any:
 
 
 ENGINES = ("interp", "blocks", "step")
+ERROR_CODE_VECTORS = (8, 10, 11, 12, 13, 14, 17)
+
+
+def _unwind_exception_frame(cpu: Any, snippet: Snippet, vector: int) -> None:
+    """Undo the exception frame the CPL-0 interrupt gate pushed, so the state reads as the
+    host's signal frame does: registers, EIP and EFLAGS at the faulting instruction.  The
+    host pushes its signal frame elsewhere, so ``cpu.frame`` records which stack bytes the
+    frame overwrote (the comparison ignores them)."""
+    esp = cpu.reg[4]
+    lin = (esp - snippet.base) & M32
+    skip = 4 if vector in ERROR_CODE_VECTORS else 0
+    cpu.eip = cpu.read32(lin + skip)
+    cpu.set_eflags(cpu.read32(lin + skip + 8))
+    cpu.reg[4] = (esp + skip + 12) & M32
+    cpu.frame = (lin, lin + skip + 12)
 
 
 def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dict[str, Any]:
@@ -102,6 +117,8 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
             else:
                 stub = (cpu.eip - snippet.base - layout.FAULT_STUBS - 1) & M32
                 fault = f"exception {stub}" if stub < 32 else f"halted at {cpu.eip:#x}"
+                if stub < 32 and snippet.code32:
+                    _unwind_exception_frame(cpu, snippet, stub)
         elif cpu.eip != end:
             fault = f"did not reach the end after {max_steps} instructions (eip={cpu.eip:#x})"
     except Exception as exc:  # a crash inside the emulator is a finding, not a harness error
@@ -114,4 +131,5 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
         "data": bytes(ram[layout.DATA:layout.DATA_END]),
         "stack": bytes(ram[layout.STACK_LO:layout.STACK_HI]),
         "fault": fault,
+        "frame": getattr(cpu, "frame", None),
     }
