@@ -15,8 +15,9 @@ Conventions for the core's decoder:
   changes any register, so when it raises ``CPUFault`` the core only has to roll back what it
   changed itself. Memory written on a new stack before a later fault stays written, as on
   hardware.
-* Memory accessed here goes through :func:`_paging.translate` with an explicit privilege:
-  descriptor tables, the TSS and inner-level stacks are supervisor accesses even at CPL 3.
+* Memory accessed here goes through ``cpu.translate`` (and so ``_paging``) with an explicit
+  privilege: descriptor tables, the TSS and inner-level stacks are supervisor accesses even
+  at CPL 3. Hits in the core's TLB dicts (``tlb_r``/``tlb_w``) skip the walk.
 * Interrupt kinds: ``"external"`` (INTR/NMI: no DPL check, EXT bit in error codes),
   ``"exception"`` (CPU-detected: no DPL check, error code pushed for 8, 10-14, 17),
   ``"soft"`` (INT n: gate DPL checked, IOPL-sensitive in v86 mode) and
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
-from . import _paging
 from ._fault import CPUFault
 from .cpu import SIGNATURE as _RESET_SIGNATURE
 
@@ -112,59 +112,58 @@ MSR_TSC = 0x10
 # ---------------------------------------------------------------------------
 
 def _rd(cpu: Any, lin: int, size: int, user: bool = False) -> int:
+    """Read ``size`` bytes at linear ``lin`` with the given privilege (supervisor by default).
+
+    Uses the core's TLB (``tlb_r`` keyed by page | user << 20) and fills it on a miss through
+    ``cpu.translate``, so repeated descriptor/TSS/stack reads cost one dict lookup.
+    """
     lin &= 0xFFFFFFFF
-    if not cpu.cr0 & CR0_PG:
-        a = lin & cpu.a20_mask
+    off = lin & 0xFFF
+    if off + size <= 0x1000:
+        t = cpu.tlb_r.get((lin >> 12) | (0x100000 if user else 0))
+        if t is not None:
+            a = t | off
+            return int.from_bytes(cpu.ram[a:a + size], "little")
+        p = cpu.translate(lin, False, user)
         if size == 4:
-            return cpu.read_phys32(a)
+            return cpu.read_phys32(p)
         if size == 2:
-            return cpu.read_phys16(a)
-        return cpu.read_phys8(a)
-    if (lin & 0xFFF) + size > 0x1000:
-        # Straddles a page: both pages are checked before any byte is read.
-        p1 = _paging.translate(cpu, lin, False, user)
-        p2 = _paging.translate(cpu, (lin + size - 1) & 0xFFFFFFFF, False, user)
-        value = 0
-        for i in range(size):
-            a = lin + i
-            p = (p1 + i) if (a & ~0xFFF) == (lin & ~0xFFF) else (p2 & ~0xFFF) + (a & 0xFFF)
-            value |= cpu.read_phys8(p) << (8 * i)
-        return value
-    p = _paging.translate(cpu, lin, False, user)
-    if size == 4:
-        return cpu.read_phys32(p)
-    if size == 2:
-        return cpu.read_phys16(p)
-    return cpu.read_phys8(p)
+            return cpu.read_phys16(p)
+        return cpu.read_phys8(p)
+    # Straddles a page: both pages are checked before any byte is read.
+    n0 = 0x1000 - off
+    p1 = cpu.translate(lin, False, user)
+    p2 = cpu.translate((lin + n0) & 0xFFFFFFFF, False, user)
+    value = 0
+    for i in range(size):
+        value |= cpu.read_phys8((p1 + i) if i < n0 else (p2 + i - n0)) << (8 * i)
+    return value
 
 
 def _wr(cpu: Any, lin: int, value: int, size: int, user: bool = False) -> None:
+    """Write with the given privilege; the core's write TLB never holds code pages."""
     lin &= 0xFFFFFFFF
     value &= (1 << (8 * size)) - 1
-    if not cpu.cr0 & CR0_PG:
-        a = lin & cpu.a20_mask
+    off = lin & 0xFFF
+    if off + size <= 0x1000:
+        t = cpu.tlb_w.get((lin >> 12) | (0x100000 if user else 0))
+        if t is not None:
+            a = t | off
+            cpu.ram[a:a + size] = value.to_bytes(size, "little")
+            return
+        p = cpu.translate(lin, True, user)
         if size == 4:
-            cpu.write_phys32(a, value)
+            cpu.write_phys32(p, value)
         elif size == 2:
-            cpu.write_phys16(a, value)
+            cpu.write_phys16(p, value)
         else:
-            cpu.write_phys8(a, value)
+            cpu.write_phys8(p, value)
         return
-    if (lin & 0xFFF) + size > 0x1000:
-        p1 = _paging.translate(cpu, lin, True, user)
-        p2 = _paging.translate(cpu, (lin + size - 1) & 0xFFFFFFFF, True, user)
-        for i in range(size):
-            a = lin + i
-            p = (p1 + i) if (a & ~0xFFF) == (lin & ~0xFFF) else (p2 & ~0xFFF) + (a & 0xFFF)
-            cpu.write_phys8(p, (value >> (8 * i)) & 0xFF)
-        return
-    p = _paging.translate(cpu, lin, True, user)
-    if size == 4:
-        cpu.write_phys32(p, value)
-    elif size == 2:
-        cpu.write_phys16(p, value)
-    else:
-        cpu.write_phys8(p, value)
+    n0 = 0x1000 - off
+    p1 = cpu.translate(lin, True, user)
+    p2 = cpu.translate((lin + n0) & 0xFFFFFFFF, True, user)
+    for i in range(size):
+        cpu.write_phys8((p1 + i) if i < n0 else (p2 + i - n0), (value >> (8 * i)) & 0xFF)
 
 
 # ---------------------------------------------------------------------------
@@ -1180,9 +1179,8 @@ def _store_table(cpu: Any, lin: int, limit: int, base: int, o32: bool) -> None:
 
 
 def _paging_check_write(cpu: Any, lin: int, size: int, user: bool) -> None:
-    if cpu.cr0 & CR0_PG:
-        _paging.translate(cpu, lin, True, user)
-        _paging.translate(cpu, (lin + size - 1) & 0xFFFFFFFF, True, user)
+    cpu.translate(lin, True, user)
+    cpu.translate((lin + size - 1) & 0xFFFFFFFF, True, user)
 
 
 def sgdt(cpu: Any, lin: int, o32: bool) -> None:
