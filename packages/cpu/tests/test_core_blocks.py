@@ -147,3 +147,13 @@ def test_blocks_in_real_mode_use_16bit_addressing():
     cpu.eip = 0x1000
     run_until_hlt(cpu)
     assert cpu.reg[0] & 0xFFFF == 0x42
+
+
+def test_an_instruction_longer_than_15_bytes_faults_even_when_compiled():
+    # 15 operand-size prefixes + inc eax is 16 bytes: #GP(0); in real mode through IVT 13
+    code = b"\x66" * 15 + b"\x40" + b"\xf4"
+    cpu = real_mode_cpu(b"\xeb\x00" + code)  # the jmp makes the next pass start a block
+    cpu.memory.ram[13 * 4:13 * 4 + 4] = (0x3000).to_bytes(2, "little") + b"\x00\x00"
+    cpu.memory.ram[0x3000] = 0xF4
+    run_until_hlt(cpu)
+    assert cpu.eip == 0x3001 and cpu.reg[0] == 0

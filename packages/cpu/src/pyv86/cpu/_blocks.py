@@ -374,6 +374,8 @@ class _Gen:
         saved_tmp = self.tmp
         try:
             self._insn()
+            if self.pos - start_pos > 15:
+                raise _Unsupported()  # the interpreter raises #GP for > 15 bytes
         except _Unsupported:
             self.pos = start_pos
             del self.lines[saved_lines:]
