@@ -231,8 +231,16 @@ class Gen:
         self.emit(bytes([0xB0 + i, value & 0xFF]), f"mov {R8[i]}, 0x{value & 0xFF:x}")
 
     def target(self, size: int, lo: int = 0, hi: int = 0) -> int:
-        """An absolute address in the data region with room for ``size`` bytes."""
-        return self.base + self.rng.randrange(layout.DATA + 96 + lo, layout.DATA_END - 96 - size - hi)
+        """An absolute address in the data region with room for ``size`` bytes; one in six
+        straddles (or ends at) a 4 KiB page boundary."""
+        rng = self.rng
+        first, last = layout.DATA + 96 + lo, layout.DATA_END - 96 - size - hi
+        if rng.random() < 0.17:
+            pages = [p for p in range(layout.DATA + 0x1000, layout.DATA_END, 0x1000)
+                     if first <= p - size and p + 1 <= last]
+            if pages:
+                return self.base + rng.choice(pages) - rng.randrange(1, size + 2)
+        return self.base + rng.randrange(first, last)
 
     def mem(self, size: int, write: bool, setup: bool = True, avoid: Sequence[int] = (),
             esp_ok: bool = True, seg_ok: bool = True, lo: int = 0, hi: int = 0) -> MemOperand:

@@ -66,7 +66,44 @@ def make_cpu(snippet: Snippet) -> Any:
     return cpu
 
 
-ENGINES = ("interp", "blocks", "step")
+ENGINES = ("interp", "blocks", "step", "paged")
+
+# "paged": 4 KiB pages, the snippet's data and stack pages on scattered physical frames, so
+# every access that straddles a page boundary must be split between unrelated frames.
+PAGE_DIR = 0x70000
+PAGE_TABLE = 0x71000
+FRAMES_AT = 0x80000
+
+
+def _frame_of(page: int) -> int:
+    """Physical frame number of linear page ``page`` (< 16) in the "paged" engine."""
+    if layout.DATA >> 12 <= page < layout.STACK_HI >> 12:
+        return (FRAMES_AT >> 12) + ((page * 7) % 16) * 2   # scattered, never adjacent
+    return page
+
+
+def _enable_paging(cpu: Any) -> None:
+    ram = cpu.memory.ram
+    ram[PAGE_DIR:PAGE_DIR + 4] = struct.pack("<I", PAGE_TABLE | 7)
+    for page in range(256):
+        frame = _frame_of(page) if page < 16 else page
+        ram[PAGE_TABLE + 4 * page:PAGE_TABLE + 4 * page + 4] = struct.pack("<I", (frame << 12) | 7)
+    # move the data and stack bytes to their frames
+    for page in range(layout.DATA >> 12, layout.STACK_HI >> 12):
+        src, dst = page << 12, _frame_of(page) << 12
+        ram[dst:dst + 0x1000] = ram[src:src + 0x1000]
+        ram[src:src + 0x1000] = b"\xcc" * 0x1000      # stale copy: must never be read
+    cpu.cr3 = PAGE_DIR
+    cpu.set_register("cr0", cpu.cr0 | 0x80000000)
+    cpu.tlb_flush()
+
+
+def _linear_bytes(cpu: Any, lo: int, hi: int, paged: bool) -> bytes:
+    ram = cpu.memory.ram
+    if not paged:
+        return bytes(ram[lo:hi])
+    return b"".join(bytes(ram[(_frame_of(p) << 12):(_frame_of(p) << 12) + 0x1000])
+                    for p in range(lo >> 12, hi >> 12))
 ERROR_CODE_VECTORS = (8, 10, 11, 12, 13, 14, 17)
 
 
@@ -91,7 +128,8 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
     ``"interp"`` turns the block compiler off (``cpu.use_blocks = False``: every instruction
     through the interpreter), ``"blocks"`` leaves it on and primes the TLB entry of the code
     page so the very first block is compiled (``_blocks.py``), ``"step"`` calls ``cpu.run(1)``
-    per instruction.
+    per instruction, ``"paged"`` is ``"blocks"`` with paging on and the data and stack pages
+    on scattered physical frames (memory is compared in the linear view).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
@@ -100,6 +138,12 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
     fault = None
     if engine == "interp":
         cpu.use_blocks = False
+    elif engine == "paged":
+        if not snippet.code32:
+            raise ValueError("the paged engine runs 32-bit snippets")
+        _enable_paging(cpu)
+        cpu.use_blocks = True
+        cpu.translate(layout.CODE, False, False)
     elif engine == "blocks":
         cpu.use_blocks = True
         cpu.translate(layout.CODE, False, False)    # code page in the TLB: compile from eip
@@ -123,13 +167,13 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
             fault = f"did not reach the end after {max_steps} instructions (eip={cpu.eip:#x})"
     except Exception as exc:  # a crash inside the emulator is a finding, not a harness error
         fault = f"pyv86 raised {type(exc).__name__}: {exc}"
-    ram = cpu.memory.ram
+    paged = engine == "paged"
     return {
         "regs": list(cpu.reg),
         "eip": cpu.eip,
         "eflags": cpu.get_eflags() if fault is None or "raised" not in fault else 0,
-        "data": bytes(ram[layout.DATA:layout.DATA_END]),
-        "stack": bytes(ram[layout.STACK_LO:layout.STACK_HI]),
+        "data": _linear_bytes(cpu, layout.DATA, layout.DATA_END, paged),
+        "stack": _linear_bytes(cpu, layout.STACK_LO, layout.STACK_HI, paged),
         "fault": fault,
         "frame": getattr(cpu, "frame", None),
     }
