@@ -142,12 +142,12 @@ def _disassemble(r: _Reader, code32: bool, address: int) -> Tuple[str, int]:
     if op == 0x0F:
         two = True
         op = r.u8()
-    state = {"modrm": None}
+    state: List[int] = []
 
     def modrm() -> int:
-        if state["modrm"] is None:
-            state["modrm"] = r.u8()
-        return int(state["modrm"])
+        if not state:
+            state.append(r.u8())
+        return state[0]
 
     def ea(size: int) -> str:
         m = modrm()
@@ -298,8 +298,8 @@ def _disassemble(r: _Reader, code32: bool, address: int) -> Tuple[str, int]:
             fmt = "Ew" if k in (4, 6) else "M"
         elif op == 0xBA:
             k = (modrm() >> 3) & 7
-            name = ("(bad)",) * 4 + ("bt", "bts", "btr", "btc")
-            name, fmt = name[k], "Ev,Ib"
+            names = ("(bad)",) * 4 + ("bt", "bts", "btr", "btc")
+            name, fmt = names[k], "Ev,Ib"
         elif op == 0xC7:
             name, fmt = "cmpxchg8b", "M"
         elif 0xC8 <= op <= 0xCF:
