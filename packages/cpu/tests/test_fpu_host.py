@@ -371,6 +371,65 @@ case("m80_values_multiply_exactly_rounded", ext(0, 0x3FFF, 0xAAAAAAAAAAAAAAAB)
      "fsubr st, st(3)")
 
 
+# seeded random sequences (deterministic): moderate magnitudes so results stay inside the
+# double exponent range, all exceptions masked, every rounding mode
+def _random_cases(seed: int, count: int) -> None:
+    import random
+    rnd = random.Random(seed)
+    pool = [0.0, -0.0, 1.0, -1.0, 0.5, 3.0, 10.0, 0.1, -2.75, 1e-9, 7e9, 123.456, -0.3,
+            1.0 / 3.0, 2.0 ** 40 + 1.0, 65535.5, -32768.5]
+    menu = [
+        lambda: f"fld qword ptr [ebx+{8 * rnd.randrange(16)}]",
+        lambda: f"fld qword ptr [ebx+{8 * rnd.randrange(16)}]",
+        lambda: f"fild dword ptr [ebx+{4 * rnd.randrange(32)}]",
+        lambda: f"{rnd.choice(['fadd', 'fsub', 'fsubr', 'fmul', 'fdiv', 'fdivr'])} "
+                f"qword ptr [ebx+{8 * rnd.randrange(16)}]",
+        lambda: f"{rnd.choice(['fadd', 'fsub', 'fsubr', 'fmul', 'fdiv', 'fdivr'])} "
+                f"dword ptr [ebx+{4 * rnd.randrange(32)}]",
+        lambda: f"{rnd.choice(['fiadd', 'fisub', 'fimul', 'fidiv', 'fidivr', 'fisubr'])} "
+                f"word ptr [ebx+{2 * rnd.randrange(64)}]",
+        lambda: f"{rnd.choice(['fadd', 'fsub', 'fsubr', 'fmul', 'fdiv', 'fdivr'])} "
+                f"st, st({rnd.randrange(8)})",
+        lambda: f"{rnd.choice(['fadd', 'fsub', 'fsubr', 'fmul', 'fdiv', 'fdivr'])} "
+                f"st({rnd.randrange(8)}), st",
+        lambda: f"{rnd.choice(['faddp', 'fsubp', 'fsubrp', 'fmulp', 'fdivp', 'fdivrp'])} "
+                f"st({rnd.randrange(1, 8)}), st",
+        lambda: rnd.choice(["fsqrt", "frndint", "fabs", "fchs", "fxtract", "fprem", "fprem1",
+                            "ftst", "fxam", "fld1", "fldz", "fldpi", "fincstp", "fdecstp",
+                            "fcompp", "fucompp"]),
+        lambda: f"{rnd.choice(['fxch', 'fld', 'fst', 'fstp', 'ffree', 'fcom', 'fcomp', 'fucom', 'fucomp'])} "
+                f"st({rnd.randrange(8)})",
+        lambda: f"{rnd.choice(['fcomi', 'fcomip', 'fucomi', 'fucomip'])} st, st({rnd.randrange(8)})",
+        lambda: f"{rnd.choice(['fcmovb', 'fcmove', 'fcmovbe', 'fcmovu', 'fcmovnb', 'fcmovne', 'fcmovnbe', 'fcmovnu'])} "
+                f"st, st({rnd.randrange(8)})",
+        lambda: f"{rnd.choice(['fst', 'fstp'])} {rnd.choice(['dword', 'qword'])} ptr "
+                f"[ebx+{128 + 8 * rnd.randrange(16)}]",
+        lambda: f"{rnd.choice(['fist', 'fistp'])} {rnd.choice(['word', 'dword'])} ptr "
+                f"[ebx+{128 + 8 * rnd.randrange(16)}]",
+        lambda: f"fistp qword ptr [ebx+{128 + 8 * rnd.randrange(16)}]",
+        lambda: f"fbstp tbyte ptr [ebx+{256 + 10 * rnd.randrange(8)}]",
+        lambda: f"fstp tbyte ptr [ebx+{256 + 10 * rnd.randrange(8)}]",
+        lambda: f"fldcw word ptr [ebx+{400 + 2 * rnd.randrange(4)}]",
+    ]
+    for n in range(count):
+        data = b"".join(f64(rnd.choice(pool)) for _ in range(16))
+        data += bytes(400 - len(data)) + b"".join(i16(0x027F | (rc << 10)) for rc in range(4))
+        steps = [rnd.choice(menu)() for _ in range(rnd.randrange(3, 10))]
+        case(f"random_{seed}_{n}", data, *steps, cw=0x027F | (rnd.randrange(4) << 10),
+             eflags=rnd.choice([0x202, 0x203, 0x242, 0x246, 0x2C7]))
+
+
+_random_cases(1, 1000)
+
+case("fxtract_stack_overflow", f64(1.5), *(["fld qword ptr [ebx]"] * 8), "fxtract")
+case("fxtract_nan_stack_overflow", f64(float("nan")), *(["fld qword ptr [ebx]"] * 8), "fxtract")
+case("fxtract_nan", f64(float("nan")), "fld qword ptr [ebx]", "fxtract")
+case("fxtract_after_overflow_c1", f64(1.5), *(["fld qword ptr [ebx]"] * 9), "fincstp", "fxtract")
+case("ffree_after_overflow_c1", f64(1.5), *(["fld qword ptr [ebx]"] * 9), "ffree st(0)")
+case("fcmov_keeps_c1", f64(1.5), *(["fld qword ptr [ebx]"] * 9), "fcmovnu st, st(1)")
+case("fld_sti_empty_with_full_st7", f64(1.5), "fld qword ptr [ebx]", "fst st(7)", "fld st(4)")
+
+
 # ---------------------------------------------------------------------------- the host side
 _ASM_HEAD = """\t.intel_syntax noprefix
 \t.text

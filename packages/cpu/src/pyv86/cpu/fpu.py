@@ -267,8 +267,12 @@ def _exact_arith(kind: int, a: float, b: float, ra: Optional[int], rb: Optional[
         return IND, IE, False   # unsupported encodings (unnormals, pseudo-NaN/inf)
     fa = _frac(a, ra)
     fb = _frac(b, rb)
-    if fa is None or fb is None or not fa or not fb:
+    if fa is None or fb is None:
         return _ARITH[kind](a, b, rc)
+    if not fa or not fb:
+        # zeros: exact in the double path unless a wide operand passes through an add/sub
+        if kind in (1, 6, 7) or (not fa and not fb):
+            return _ARITH[kind](a, b, rc)
     de = DE if ca == 2 or cb == 2 else 0    # an 80-bit denormal operand
     if kind == 0:
         x = fa + fb
@@ -585,6 +589,8 @@ class FPU:
                 return
         else:
             r, fl, away = _ARITH[kind](a, b, rc)
+        if fl & (IE | ZE):
+            flags &= ~DE      # invalid and zero-divide take precedence (SDM vol. 1, 8.5)
         if self._signal(fl | flags):
             return
         self._set_c1(away)
@@ -613,10 +619,13 @@ class FPU:
             if self._underflow():
                 self._write(p0, IND)
             return
+        a = self.st[p0]
+        if flags & DE and (a != a or value != value):
+            flags &= ~DE            # a NaN operand takes precedence over a denormal one
         if kind == 2 or kind == 3:
-            self._com(self.st[p0], value, False, kind == 3, flags, self.raw[p0])
+            self._com(a, value, False, kind == 3, flags, self.raw[p0])
             return
-        self._arith(kind, p0, self.st[p0], value, False, flags, self.raw[p0])
+        self._arith(kind, p0, a, value, False, flags, self.raw[p0])
 
     def _com(self, a: float, b: float, quiet: bool, pops: int, flags: int = 0,
              ra: Optional[int] = None, rb: Optional[int] = None) -> None:
@@ -917,8 +926,7 @@ class FPU:
                 if self._underflow():
                     self._write(p0, IND)
                 return
-            self.sw &= ~C1
-            if bool(cond(eflags)) == when_set:
+            if bool(cond(eflags)) == when_set:   # C1 is left alone (as the hardware does)
                 self.st[p0] = self.st[pi]
                 self.raw[p0] = self.raw[pi]
         return h
@@ -972,7 +980,7 @@ class FPU:
             self.sw &= ~C1
             if self._signal(IE | SF):
                 return
-            self._push(IND)
+            self._push_nocheck(IND)   # the underflow is reported, not a stack overflow
             return
         self._push(self.st[pi], self.raw[pi])
 
@@ -1072,6 +1080,7 @@ class FPU:
         self.raw[p0], self.raw[pi] = self.raw[pi], self.raw[p0]
 
     def _ffree(self, i: int, eflags: int) -> None:
+        self.sw &= ~C1
         self.full[(self.top + i) & 7] = False
 
     def _ffreep(self, i: int, eflags: int) -> None:
@@ -1262,8 +1271,11 @@ class FPU:
         self._unary_result(p0, F.b2f(bits), fl, away)
 
     def _fxtract(self) -> None:
-        p0 = self._st0()
-        if p0 is None:
+        p0 = self.top
+        if not self.full[p0]:
+            if self._underflow():     # masked: both results are the indefinite
+                self._write(p0, IND)
+                self._push_nocheck(IND)
             return
         a = self.st[p0]
         if self.full[(self.top - 1) & 7]:
@@ -1273,6 +1285,7 @@ class FPU:
             self._write(p0, IND)
             self._push_nocheck(IND)
             return
+        self.sw &= ~C1
         if a != a:
             r, fl = F.nan_result(a, None)
             if self._signal(fl):
@@ -1290,8 +1303,16 @@ class FPU:
             self._write(p0, INF)
             self._push_nocheck(a)
             return
+        raw = self.raw[p0]
+        if raw is not None and F.ext_class(raw) in (0, 2):
+            # keep all 64 significand bits: the significand is the same mantissa at 2**0
+            _, mant, e2 = F.ext_parts(raw)
+            n = mant.bit_length()
+            self._write(p0, float(e2 + n - 1))
+            self._push_nocheck(0.0)
+            self._set_raw(self.top, (raw & (1 << 79)) | (0x3FFF << 64) | (mant << (64 - n)))
+            return
         m, e = math.frexp(a)
-        self.sw &= ~C1
         self._write(p0, float(e - 1))
         self._push_nocheck(m * 2.0)
 
@@ -1303,6 +1324,7 @@ class FPU:
         p0 = self.top
         p1 = (self.top + 1) & 7
         if not (self.full[p0] and self.full[p1]):
+            self.sw &= ~C2
             if self._underflow():
                 self._write(p0, IND)
             return
