@@ -157,3 +157,44 @@ def test_an_instruction_longer_than_15_bytes_faults_even_when_compiled():
     cpu.memory.ram[0x3000] = 0xF4
     run_until_hlt(cpu)
     assert cpu.eip == 0x3001 and cpu.reg[0] == 0
+
+
+def test_blocks_hand_other_instructions_to_the_interpreter_in_line():
+    # xchg eax, ebx ; mul ecx ; rep stosb ; cdq ; inc esi ; jmp short +0 ; hlt   (run twice)
+    code = b"\x93\xf7\xe1\xf3\xaa\x99\x46\xeb\x00\xf4"
+    results = []
+    for blocks in (True, False):
+        cpu = flat32_cpu(code)
+        cpu.use_blocks = blocks
+        cpu.reg[0], cpu.reg[3], cpu.reg[1], cpu.reg[7] = 7, 3, 4, 0x6000
+        run_until_hlt(cpu)
+        cpu.halted = False
+        cpu.eip = 0x1000
+        cpu.reg[1], cpu.reg[7] = 4, 0x6100
+        run_until_hlt(cpu)
+        results.append((list(cpu.reg), cpu.get_eflags(), bytes(cpu.memory.ram[0x6000:0x6200]),
+                        cpu.instruction_count))
+    assert results[0] == results[1]
+
+
+def test_a_fault_in_an_interpreted_instruction_inside_a_block_restores_esp():
+    # inc eax ; pusha (ESP just above a missing page: faults after nothing is committed) ; hlt
+    cpu = flat32_cpu(b"\xeb\x00\x40\x60\xf4", paging=True)
+    cpu.memory.ram[0x101000 + 4 * 0x40:0x101000 + 4 * 0x40 + 4] = b"\x00" * 4
+    cpu.tlb_flush()
+    cpu.reg[4] = 0x41010
+    from pyv86.cpu import _exec
+    seen = []
+    orig = _exec.deliver
+
+    def record(c, vector, kind, error_code=None):
+        seen.append((vector, c.eip, c.reg[4], c.reg[0]))
+        c.halted = True
+
+    _exec.deliver = record
+    try:
+        cpu.run(10)
+    finally:
+        _exec.deliver = orig
+    assert seen == [(14, 0x1003, 0x41010, 1)]
+    assert any(b.n >= 2 for b in cpu.icache.values())  # inc + pusha ran as one block

@@ -54,11 +54,28 @@ class _Unsupported(Exception):
     pass
 
 
+# Instructions a block may hand to the interpreter (by opcode after prefixes): nothing here
+# loads a segment, changes CPL, IF, TF or the mode, halts or arms the interrupt shadow.
+_SAFE = frozenset(
+    [op for op in range(0x40) if (op & 7) < 6]
+    + [0x27, 0x2F, 0x37, 0x3F, 0x60, 0x61, 0x62, 0x68, 0x69, 0x6A, 0x6B, 0x6C, 0x6D, 0x6E, 0x6F]
+    + list(range(0x70, 0x80)) + list(range(0x80, 0x8C)) + [0x8D, 0x8F]
+    + list(range(0x90, 0x9A)) + [0x9B, 0x9C, 0x9E, 0x9F] + list(range(0xA0, 0xB0))
+    + list(range(0xB0, 0xC0)) + [0xC0, 0xC1, 0xC6, 0xC7, 0xC8, 0xC9, 0xD0, 0xD1, 0xD2, 0xD3,
+                                 0xD4, 0xD5, 0xD6, 0xD7] + list(range(0xD8, 0xE0))
+    + [0xE4, 0xE5, 0xE6, 0xE7, 0xEC, 0xED, 0xEE, 0xEF, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFC,
+       0xFD, 0xFE])
+_CONTROL = frozenset([0xC2, 0xC3, 0xE0, 0xE1, 0xE2, 0xE3, 0xE8, 0xE9, 0xEB])
+_SAFE_0F = frozenset(
+    (0x1F, 0x31, 0xA2, 0xA3, 0xA4, 0xA5, 0xAB, 0xAC, 0xAD, 0xAF, 0xB0, 0xB1, 0xB3, 0xB6, 0xB7,
+     0xBA, 0xBB, 0xBC, 0xBD, 0xBE, 0xBF, 0xC0, 0xC1, 0xC7,
+     *range(0x40, 0x50), *range(0x90, 0xA0), *range(0xC8, 0xD0)))
+
 _ENV: Dict[str, Any] = {
     "CPUFault": CPUFault, "MR": _ops.mem_read, "MW": _ops.mem_write, "PW": _ops.probe_write,
     "LR": _ops.lin_read, "LW": _ops.lin_write, "COND": _ops.cond, "SHIFT": _ops.shift,
     "GETCF": _ops.get_cf, "IMULF": _ops.imul_flags, "PUSH": _ops.push, "POP": _ops.pop,
-    "SF": _ops.set_flags,
+    "SF": _ops.set_flags, "EX": _ops.execute_one,
 }
 
 
@@ -381,7 +398,57 @@ class _Gen:
             del self.lines[saved_lines:]
             self.pend = saved_pend
             self.tmp = saved_tmp
+            return self._interp_call()
+        return True
+
+    def _interp_call(self) -> bool:
+        """Run one instruction through the interpreter from inside the block, if it is one
+        that cannot change what blocks rely on (mode, CS, CPL, IF, TF, the shadow, HLT)."""
+        start = self.pos
+        try:
+            p = self.pos
+            while p < self.page_end and _ops.PREFIX[self.ram[p]]:
+                p += 1
+            if p + 2 >= self.page_end or p - start > 14:
+                return False
+            op = self.ram[p]
+            control = False
+            if op == 0x0F:
+                op2 = self.ram[p + 1]
+                if op2 not in _SAFE_0F:
+                    return False
+            elif op == 0xFF:
+                r = (self.ram[p + 1] >> 3) & 7
+                if r in (3, 5, 7):
+                    return False
+                control = r in (2, 4)
+            elif op in _CONTROL:
+                control = True
+            elif op not in _SAFE:
+                return False
+            from .disasm import disassemble
+            text, length = disassemble(bytes(self.ram[start:min(start + 15, self.page_end)]),
+                                       self.code32, 0)
+            if text.startswith("(") or start + length > self.page_end:
+                return False
+        except IndexError:  # pragma: no cover - guarded above
             return False
+        self.pos = start + length
+        k = self.k
+        self.flush()
+        nxt = self.next_eip()
+        self.emit(f"k = {k}")
+        self.emit("E = R[4]")
+        self.emit(f"cpu.eip = {self.eips[-1]}")
+        self.emit("EX(cpu)")
+        self.emit("E = -1")
+        if control:
+            self.emit(f"return {k + 1}")
+            self.done = True
+        else:
+            # a REP that yields, a different length than decoded here, or a write to code
+            self.emit(f"if cpu.eip != {nxt} or cpu.code_gen != G:")
+            self.emit(f"    return {k + 1}")
         return True
 
     def _insn(self) -> None:
@@ -702,8 +769,11 @@ def compile_block(cpu: Any, phys: int, eip: int) -> Block:
            "    R = cpu.reg\n" + prologue +
            "    G = cpu.code_gen\n"
            "    k = 0\n"
+           "    E = -1\n"
            "    try:\n" + "\n".join("    " + ln for ln in body.split("\n")) + "\n"
            "    except CPUFault:\n"
+           "        if E >= 0:\n"
+           "            R[4] = E\n"
            "        cpu.eip = EIPS[k]\n"
            "        cpu._blk_done = k\n"
            "        raise\n")
