@@ -221,6 +221,11 @@ class Machine:
         self._last_recv_wall = 0.0
         #: deterministic mode: wall seconds to wait for a reply after the guest sent a frame
         self.reply_wait = 0.5
+        #: deterministic mode: most instructions per cpu.run() call. The CPU adds the
+        #: instructions of compiled blocks to instruction_count when a run ends, so guest
+        #: time (and the PIT and TSC the guest reads) advances in steps of at most this many
+        #: cycles; small steps keep Linux's PIT calibration of the TSC working.
+        self.budget = 2000
         self.network_url: Optional[str] = None
         self.network_note = ""
         self._transport_send: Optional[Callable[[bytes], None]] = None
@@ -485,7 +490,7 @@ class Machine:
             # how far to run: up to the next event
             nxt = sched.next_time()
             if deterministic:
-                budget = 200_000
+                budget = self.budget
                 if nxt is not None:
                     ahead = clock.ns_to_cycles(nxt) - clock.cycles()  # type: ignore[attr-defined]
                     budget = max(1, min(budget, ahead))
