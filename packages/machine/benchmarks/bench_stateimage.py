@@ -5,13 +5,13 @@
                                            when the defaults were chosen
 
 Memory, laid out like a small booted Linux guest (all bytes from a seeded generator or from
-this interpreter's own files, so runs compare):
+files that both interpreters see alike, so CPython and PyPy store the same image):
 
 - a few low pages (zero page, command line, GDT) with small structures,
-- 8 MiB of machine code and data at 1 MiB (the kernel): bytes of shared libraries and
-  executables of this Python installation,
+- 8 MiB of machine code and data at 1 MiB (the kernel): the host's shared libraries
+  (/usr/lib/<triplet>/*.so*, in name order),
 - 4 MiB of already-compressed data (an initrd, packed files): incompressible,
-- 4 MiB of page-cache text (Python sources of the standard library),
+- 4 MiB of page-cache text (the Python sources of this repository),
 - 2048 scattered pages each holding a few words (page tables, slab objects),
 - everything else zero.
 
@@ -20,12 +20,13 @@ Figures are printed, never asserted. One `BENCH {...}` JSON line per figure.
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import io
 import json
 import os
 import random
 import sys
-import sysconfig
 import time
 
 from pyv86.machine.stateimage import (
@@ -40,11 +41,12 @@ MIB = 1 << 20
 SIZE = 64 * MIB
 
 
-def _files(folder: str, suffixes: tuple, want: int) -> bytes:
+def _files(folder: str, pattern: str, want: int) -> bytes:
     out = bytearray()
-    for root, _dirs, names in sorted(os.walk(folder)):
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
         for name in sorted(names):
-            if name.endswith(suffixes):
+            if fnmatch.fnmatch(name, pattern) and not os.path.islink(os.path.join(root, name)):
                 try:
                     with open(os.path.join(root, name), "rb") as f:
                         out += f.read(want - len(out))
@@ -61,17 +63,20 @@ def realistic_memory() -> bytearray:
     for page in (0x10, 0x20, 0x30, 0x9F):  # zero page, command line, GDT, EBDA
         off = page * 4096
         mem[off:off + 512] = bytes(rng.randrange(0, 16) for _ in range(512))
-    libdir = sysconfig.get_config_var("LIBDIR") or os.path.dirname(sys.executable)
-    code = _files(os.path.dirname(os.__file__), (".so",), 8 * MIB)
-    if len(code) < 8 * MIB:
-        code += _files(libdir, (".so", ".so.1.0", ".a"), 8 * MIB - len(code))
-    if len(code) < 8 * MIB:
-        code += open(sys.executable, "rb").read()
+    code = b""
+    for libdir in [*sorted(glob.glob("/usr/lib/*-linux-gnu")), "/usr/lib", "/lib"]:
+        code += _files(libdir, "*.so*", 8 * MIB - len(code))
+        if len(code) >= 8 * MIB:
+            break
+    if len(code) < 8 * MIB:  # not a Debian-like host: this interpreter's executable
+        with open(sys.executable, "rb") as f:
+            code += f.read()
     code = (code * (8 * MIB // max(1, len(code)) + 1))[:8 * MIB]
     mem[MIB:9 * MIB] = code
     packed = rng.getrandbits(8 * 4 * MIB).to_bytes(4 * MIB, "little")
     mem[16 * MIB:20 * MIB] = packed
-    text = _files(os.path.dirname(os.__file__), (".py",), 4 * MIB)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = _files(repo, "*.py", 4 * MIB) or b"def f(x):\n    return x\n"
     text = (text * (4 * MIB // max(1, len(text)) + 1))[:4 * MIB]
     mem[24 * MIB:28 * MIB] = text
     for page in rng.sample(range(32 * MIB // 4096, SIZE // 4096), 2048):
