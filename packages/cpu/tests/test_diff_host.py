@@ -31,11 +31,12 @@ from diffharness import compare, grammar, handpicked, layout, oracle_host, run_p
 
 CASES = {
     "alu": 40, "mov": 30, "shift": 40, "shld": 30, "muldiv": 30, "string": 30, "cc": 30,
-    "bt": 30, "xchg": 30, "stack": 30, "flagops": 30, "bcd": 30, "mixed": 40,
+    "bt": 30, "xchg": 30, "stack": 30, "flagops": 30, "bcd": 30, "mixed": 40, "loop": 30,
 }
 # interp: the interpreter alone; blocks: code compiled to Python from the first instruction;
 # paged: blocks with paging on and data/stack pages on scattered frames (run_pyv86.py)
 ENGINES = ("interp", "blocks", "paged")
+CHUNKED_GROUPS = ("mixed", "loop")
 
 # (test id) -> the exact finding (see diffharness/FINDINGS.md); strict xfail.
 # Finding 1 (blocks executed >15-byte instructions) was fixed in e4992d8; none open.
@@ -84,7 +85,7 @@ def _compare_all(host: oracle_host.HostOracle, snippets: list, engine: str, what
 
 @pytest.mark.parametrize("group,engine", [
     pytest.param(g, e, id=f"{g}-{e}", marks=_mark(f"random-{g}-{e}"))
-    for g in CASES for e in ENGINES])
+    for g in CASES for e in (*ENGINES, *(("chunks",) if g in CHUNKED_GROUPS else ()))])
 def test_random_32bit_snippets_match_the_host_cpu(host: oracle_host.HostOracle, group: str,
                                                   engine: str) -> None:
     snippets = [grammar.generate(seed, group, base=layout.HOST_BASE, a16_ok=False)

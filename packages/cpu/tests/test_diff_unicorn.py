@@ -36,13 +36,15 @@ from diffharness.oracle_unicorn import UnicornOracle
 # Cases per (group, engine) in 32-bit flat protected mode and in 16-bit real mode.
 CASES_32 = {
     "alu": 60, "mov": 50, "shift": 60, "shld": 50, "muldiv": 50, "string": 50, "cc": 50,
-    "bt": 50, "xchg": 40, "stack": 50, "flagops": 40, "bcd": 40, "mixed": 60,
+    "bt": 50, "xchg": 40, "stack": 50, "flagops": 40, "bcd": 40, "mixed": 60, "loop": 40,
 }
 CASES_16 = {g: n // 3 for g, n in CASES_32.items()}
 # interp: the interpreter alone; blocks: code compiled to Python from the first instruction;
-# paged: blocks with paging on and data/stack pages on scattered frames (run_pyv86.py)
+# paged: blocks with paging on and data/stack pages on scattered frames; chunks: blocks run
+# with many small budgets, as the machine does (run_pyv86.py)
 ENGINES_32 = ("interp", "blocks", "paged")
 ENGINES_16 = ("interp", "blocks")
+CHUNKED_GROUPS = ("mixed", "loop", "cc")
 
 # (group, code size, engine) -> the exact finding (see diffharness/FINDINGS.md); strict xfail.
 KNOWN: dict = {}
@@ -51,7 +53,10 @@ KNOWN: dict = {}
 def _params(cases: dict, bits: int) -> list:
     out = []
     for group in cases:
-        for engine in (ENGINES_32 if bits == 32 else ENGINES_16):
+        engines = ENGINES_32 if bits == 32 else ENGINES_16
+        if group in CHUNKED_GROUPS:
+            engines = (*engines, "chunks")
+        for engine in engines:
             reason = KNOWN.get((group, bits, engine))
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             out.append(pytest.param(group, engine, id=f"{group}-{engine}", marks=marks))

@@ -732,7 +732,7 @@ class Gen:
         rng = self.rng
         # flush set-ups into their own unit so the block is generated on its own
         self.end_unit()
-        outer = self.cur
+        outer: List[Insn] = []   # the unit that will hold the branch and its block
         self.in_block = True
         self.blk_defined = 0
         block_units_before = len(self.units)
@@ -781,6 +781,52 @@ class Gen:
         # instructions are marked ``blk`` so Snippet._finish only adds their undefined flags.
         self.cur.append(head)
         self.cur.extend(block)
+        self.pinned = True
+
+    LOOP_COUNTER = layout.STACK_HI - 0x100   # never reached by random stack or data accesses
+
+    def g_loop(self) -> None:
+        """A backward loop: a short block run 2-5 times, counted in memory (hot code: the block
+        compiler re-enters its blocks with the flags the previous iteration left)."""
+        if self.in_block:
+            self.g_alu()
+            return
+        rng = self.rng
+        self.end_unit()
+        outer: List[Insn] = []   # the unit that will hold the branch and its block
+        counter = self.base + self.LOOP_COUNTER
+        n = rng.randint(2, 5)
+        self.in_block = True
+        self.blk_defined = 0
+        before = len(self.units)
+        for _ in range(rng.randint(1, 3)):
+            rng.choice(BLOCK_GROUPS)(self)
+            self.end_unit()
+        body = [i for u in self.units[before:] for i in u.insns]
+        del self.units[before:]
+        self.in_block = False
+        self.cur = outer
+        a32 = self.code32 or not self.a16_ok
+        apre = b"" if a32 == self.code32 else b"\x67"
+        addr = imm_bytes(counter, 4 if a32 else 2)
+        modrm = b"\x05" if a32 else b"\x06"      # [disp32] / [disp16]
+        init = Insn(apre + self.op(32) + b"\xc7" + modrm + addr + imm_bytes(n, 4),
+                    f"mov dword [0x{counter:x}], {n} ; loop counter")
+        dec = Insn(apre + self.op(32) + (b"\xff\x0d" if a32 else b"\xff\x0e") + addr,
+                   f"dec dword [0x{counter:x}]")
+        dec.blk = True
+        dec.undef = 0
+        blen = sum(len(i.code) for i in body) + len(dec.code)
+        if blen + 2 <= 128:
+            jback = Insn(bytes([0x75, (-(blen + 2)) & 0xFF]), f"jnz short -{blen + 2} (loop top)")
+        else:
+            w = 4 if self.code32 else 2
+            jback = Insn(b"\x0f\x85" + imm_bytes(-(blen + 2 + w), w), "jnz near loop top")
+        jback.blk = True
+        self.cur.append(init)
+        self.cur.extend(body)
+        self.cur.append(dec)
+        self.cur.append(jback)
         self.pinned = True
 
     def g_bt(self) -> None:
@@ -1068,6 +1114,7 @@ GROUPS: Dict[str, Tuple[Callable[[Gen], None], ...]] = {
     "stack": (Gen.g_stack, Gen.g_alu),
     "flagops": (Gen.g_flagops, Gen.g_alu, Gen.g_shift),
     "bcd": (Gen.g_bcd, Gen.g_alu),
+    "loop": (Gen.g_loop, Gen.g_alu, Gen.g_mov),
 }
 GROUPS["mixed"] = tuple(g for k, gs in GROUPS.items() for g in gs if k != "bcd")
 BLOCK_GROUPS = (Gen.g_alu, Gen.g_unary, Gen.g_mov, Gen.g_shift, Gen.g_setcc, Gen.g_movx,

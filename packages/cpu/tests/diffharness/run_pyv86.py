@@ -66,7 +66,7 @@ def make_cpu(snippet: Snippet) -> Any:
     return cpu
 
 
-ENGINES = ("interp", "blocks", "step", "paged")
+ENGINES = ("interp", "blocks", "step", "paged", "chunks")
 
 # "paged": 4 KiB pages, the snippet's data and stack pages on scattered physical frames, so
 # every access that straddles a page boundary must be split between unrelated frames.
@@ -129,7 +129,8 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
     through the interpreter), ``"blocks"`` leaves it on and primes the TLB entry of the code
     page so the very first block is compiled (``_blocks.py``), ``"step"`` calls ``cpu.run(1)``
     per instruction, ``"paged"`` is ``"blocks"`` with paging on and the data and stack pages
-    on scattered physical frames (memory is compared in the linear view).
+    on scattered physical frames (memory is compared in the linear view), ``"chunks"`` is
+    ``"blocks"`` run with many small budgets (1, 2, 3, 5, 7, 11 instructions per call).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
@@ -144,11 +145,19 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
         _enable_paging(cpu)
         cpu.use_blocks = True
         cpu.translate(layout.CODE, False, False)
-    elif engine == "blocks":
+    elif engine in ("blocks", "chunks"):
         cpu.use_blocks = True
         cpu.translate(layout.CODE, False, False)    # code page in the TLB: compile from eip
     try:
-        if engine == "step":
+        if engine == "chunks":
+            # the machine's way: many run() calls with small budgets, so blocks that do not
+            # fit the remaining budget fall back to the interpreter mid-stream
+            budgets = (1, 2, 3, 5, 7, 11)
+            steps = i = 0
+            while not cpu.halted and steps < max_steps:
+                steps += cpu.run(budgets[i % len(budgets)]) or 1
+                i += 1
+        elif engine == "step":
             steps = 0
             while cpu.eip != end and not cpu.halted and steps < max_steps:
                 cpu.run(1)
