@@ -4,7 +4,8 @@ These cover what the random grammar does not reach or what Unicorn may get wrong
 instructions over every AL value and carry/adjust combination, AAM/AAD with any base,
 SALC, CMPXCHG8B, BOUND, ARPL, LOCK prefixes, redundant prefixes and multi-byte NOPs,
 PUSH/POP ESP and POP with an ESP-based destination, ENTER nesting levels, XLAT, BSF/BSR of
-zero, overlapping REP MOVS.  Each snippet starts with EDI at the data region and ESP at the
+zero, overlapping REP MOVS, self-modifying code, near CALL/RET/JMP, one register as both
+operands.  Each snippet starts with EDI at the data region and ESP at the
 stack; results are stored to memory (flags via LAHF masked to the defined bits) or left in
 registers.
 """
@@ -337,6 +338,54 @@ MISC: Dict[str, Tuple[str, int]] = {
         jmp short patch3_end
         mov byte [edi+8], 0x5a
     patch3_end:
+    """, 0),
+    "near CALL/RET/JMP: rel32, register and memory indirect, RET imm16": ("""
+        mov ebx, sub1
+        mov [edi], ebx
+        call sub1
+        call ebx
+        call [edi]
+        mov ecx, after_jmp
+        jmp ecx
+        mov eax, 0x1111
+    after_jmp:
+        mov dword [edi+4], after_jmp2
+        jmp [edi+4]
+        mov eax, 0x2222
+    after_jmp2:
+        push dword 0x33
+        push dword 0x44
+        call sub2
+        mov [edi+8], esp
+        jmp done
+    sub1:
+        add eax, 3
+        mov [edi+12], esp
+        ret
+    sub2:
+        mov edx, [esp+4]
+        ret 8
+    done:
+    """, 0),
+    "one register as both operands (xadd, xchg, cmpxchg, shld, bts, bsf, imul, movzx)": ("""
+        mov eax, 0x89abcdef
+        xadd eax, eax
+        mov ebx, 0x12345678
+        xchg ebx, ebx
+        xchg bl, bh
+        cmpxchg ecx, ecx
+        mov edx, 0x80000001
+        shld edx, edx, 5
+        mov esi, 0x1234
+        bts esi, esi
+        bsf edi, edi
+        mov ebp, 0xfffffff6
+        imul ebp, ebp
+        mov ecx, 0xfedcba98
+        movzx ecx, cl
+        movsx cx, ch
+        xadd dh, dh
+        cmpxchg al, al
     """, 0),
 }
 
