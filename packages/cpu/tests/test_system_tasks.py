@@ -178,3 +178,41 @@ task_b:
     assert m.last_vector() == 10
     assert m.get32(0x7F04) == 0x1000
     assert m.cpu.tr_sel == 0x30
+
+
+def test_jmp_to_a_16_bit_tss_loads_word_registers(tmp_path: Path) -> None:
+    # An 80286 TSS (type 1): IP at 0x0E, FLAGS 0x10, AX..DI 0x12-0x20, ES CS SS DS at
+    # 0x22-0x28, LDT at 0x2A (SDM vol. 3 7.6). The code runs in a segment based at 0x10000
+    # so its entry offset fits in 16 bits.
+    m = Machine(tmp_path, """
+test:
+  mov eax, 0xAAAA0000
+  jmp 0x30:0
+  hlt
+task16:
+  mov [RES+0], eax
+  mov [RES+4], esp
+  str ax
+  mov [RES+8], eax
+  hlt
+align 4
+tss16:
+  dw 0                                  ; back link
+  dw 0x9E00, 0x10, 0, 0, 0, 0           ; SP0 SS0 SP1 SS1 SP2 SS2
+  dw task16 - 0x10000                   ; IP
+  dw 2                                  ; FLAGS
+  dw 0x1234, 0, 0, 0, 0x9A00, 0, 0, 0   ; AX CX DX BX SP BP SI DI
+  dw 0x10, 0x40, 0x10, 0x10             ; ES CS SS DS
+  dw 0                                  ; LDT
+""", gdt_extra="""
+  DESC A(tss16), 0x2B, 0x81, 0          ; 0x30 16-bit TSS (available)
+  dq 0                                  ; 0x38
+  DESC 0x10000, 0xFFFF, 0x9A, 0x4       ; 0x40 32-bit code based at 0x10000
+""")
+    m.run()
+    assert m.last_vector() == NO_VECTOR
+    # The low word comes from the TSS; the upper half of EAX is left as it was.
+    assert m.res(0) == 0xAAAA1234
+    assert m.res(1) & 0xFFFF == 0x9A00
+    assert m.res(2) & 0xFFFF == 0x30
+    assert gdt_type(m, 0x30) == 0x03  # busy 16-bit TSS

@@ -155,3 +155,44 @@ bits 32
 """ + GP_RECORDER, idt={13: ("gp_handler", 0x8E)})
     m.run()
     assert m.res(0) & 0x3200 == 0x3200
+
+
+def test_external_interrupt_in_v86_mode_goes_to_ring0_with_the_v86_frame(
+        tmp_path: Path) -> None:
+    # SDM vol. 3 20.3.1.1: hardware interrupts in v86 mode are not IOPL-sensitive; the
+    # handler runs at ring 0 with the segment registers pushed, and IRETD resumes v86 code.
+    irq = harness.PendingIRQ(0x41)
+    m = Machine(tmp_path, "test:\n" + to_v86(0) + """
+bits 16
+v86_code:
+  mov word [0], 1
+  mov word [0], 2
+  mov word [0], 3
+.spin:
+  cmp word [2], 0x99
+  jne .spin
+  hlt                                   ; #GP ends the test
+bits 32
+irq41:
+  mov ax, 0x10
+  mov ds, ax
+  mov eax, [esp+8]
+  mov [RES+16], eax                     ; EFLAGS with VM
+  mov eax, [esp+24]
+  mov [RES+20], eax                     ; pushed DS
+  mov word [RES+2], 0x99
+  iretd
+""" + GP_RECORDER, idt={13: ("gp_handler", 0x8E), 0x41: ("irq41", 0x8E)}, intc=irq)
+    cpu = m.cpu
+    fired = False
+    for _ in range(400):
+        if m.mem.ram[0x7000] == 2 and not fired:
+            irq.armed = fired = True
+            cpu.set_eflags(cpu.get_eflags() | 0x200)  # IF on (v86 code cannot STI at IOPL 0)
+        cpu.run(1)
+        if cpu.halted:
+            break
+    assert m.res(4) & 0x20000
+    assert m.res(5) == 0x700
+    assert m.mem.ram[0x7000] == 3  # v86 code resumed after the interrupt
+    assert m.last_vector() == 13
