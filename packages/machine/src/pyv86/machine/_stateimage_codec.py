@@ -24,11 +24,11 @@ byte offset.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, Dict, List, NoReturn, Optional
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from ._stateimage_errors import CorruptImageError, UnencodableValueError
 
-__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_VALUES", "decode_state", "encode_state"]
+__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_VALUES", "decode_state", "encode_state", "short_repr"]
 
 DEFAULT_MAX_DEPTH = 64
 DEFAULT_MAX_VALUES = 1 << 22
@@ -78,7 +78,7 @@ def encode_state(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
         _encode(value, out.append, max_depth)
     except UnencodableValueError as exc:
         keys = list(reversed(exc.path))
-        path = "".join(f"[{k!r}]" for k in keys)
+        path = "".join(f"[{short_repr(k)}]" for k in keys)
         raise UnencodableValueError(f"state value at {path or 'the top'}: {exc.reason}",
                                     path=keys, reason=exc.reason) from None
     return b"".join(out)
@@ -119,10 +119,9 @@ def _encode(v: Any, put: Callable[[bytes], Any], depth: int) -> None:
             put(encode_varint(len(v)))
             for key, item in v.items():
                 try:
-                    if not _hashable_kind(key):
-                        raise UnencodableValueError(
-                            "", path=[], reason=f"dict key {key!r} of type "
-                                                f"{type(key).__name__} is not allowed")
+                    problem = _key_problem(key, depth - 1)
+                    if problem:
+                        raise UnencodableValueError("", path=[], reason=problem)
                     _encode(key, put, depth - 1)
                     _encode(item, put, depth - 1)
                 except UnencodableValueError as exc:
@@ -137,26 +136,33 @@ def _encode(v: Any, put: Callable[[bytes], Any], depth: int) -> None:
                 except UnencodableValueError as exc:
                     exc.path.append(index)
                     raise
-    elif isinstance(v, bool):  # subclasses: written as their base type
-        _encode(bool(v), put, depth)
-    elif isinstance(v, int):
-        _encode(int(v), put, depth)
-    elif isinstance(v, float):
-        _encode(float(v), put, depth)
-    elif isinstance(v, str):
-        _encode(str(v), put, depth)
     else:
+        for base in _BASES:  # subclasses (IntEnum, OrderedDict, namedtuple): the base type
+            if isinstance(v, base):
+                _encode(base(v), put, depth)
+                return
         raise UnencodableValueError("", path=[], reason=f"type {t.__name__} is not a state "
                                     "value (None, bool, int, float, str, bytes, bytearray, "
                                     "list, tuple, dict)")
 
 
-def _hashable_kind(key: Any) -> bool:
+# bool cannot be subclassed; typed as plain callables so each converts its own instances
+_BASES: Tuple[Any, ...] = (int, float, str, bytes, bytearray, dict, list, tuple)
+
+
+def _key_problem(key: Any, depth: int) -> Optional[str]:
+    """Why ``key`` cannot be a dict key of a state tree, or None when it can."""
     if key is None or isinstance(key, (bool, int, float, str, bytes)):
-        return True
+        return None
     if isinstance(key, tuple):
-        return all(_hashable_kind(k) for k in key)
-    return False
+        if depth <= 0:
+            return "nested too deeply (a cycle?)"
+        for k in key:
+            problem = _key_problem(k, depth - 1)
+            if problem:
+                return problem
+        return None
+    return f"dict key {short_repr(key)} of type {type(key).__name__} is not allowed"
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -277,15 +283,25 @@ class _Decoder:
         for _ in range(n):
             key_at = self.pos
             key = self.value(depth)
-            if not _hashable_kind(key):
+            if _key_problem(key, self.max_depth):
                 self.fail(f"dict key of type {type(key).__name__} is not allowed", at=key_at)
             if key in out:
-                self.fail(f"dict key {_short(key)} appears twice", at=key_at)
+                self.fail(f"dict key {short_repr(key)} appears twice", at=key_at)
             out[key] = self.value(depth)
         return out
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr for messages: shortened, and never the (slow, limited) decimal of a huge int."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<int of {value.bit_length()} bits>"
+    if isinstance(value, (tuple, list)) and len(value) <= 8:
+        inner = ", ".join(short_repr(v, limit) for v in value)
+        text = f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    else:
+        try:
+            text = repr(value)
+        except ValueError:  # e.g. an int nested somewhere, over the str digits limit
+            text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 

@@ -43,7 +43,7 @@ from typing import (
     Union,
 )
 
-from ._stateimage_codec import decode_state, encode_state
+from ._stateimage_codec import decode_state, encode_state, short_repr
 from ._stateimage_errors import (
     ConfigMismatchError,
     CorruptImageError,
@@ -86,7 +86,7 @@ PAGE_SIZE = 4096
 RUN_PAGES = 64  # pages per PAGE section the writer produces at most (256 KiB)
 MAX_RUN_PAGES = 4096  # what a reader accepts per PAGE section (16 MiB)
 DEFAULT_LEVEL = 1  # zlib level: see docs/state-images.md for the measurements
-DEFAULT_MEMORY_LIMIT = 1 << 32
+DEFAULT_MEMORY_LIMIT = 2 << 30  # the largest Machine; a reader allocates what HEAD declares
 DEFAULT_STATE_LIMIT = 256 << 20  # bytes of one HEAD, DEVS or ancillary section
 
 ENC_RAW, ENC_ZLIB = 0, 1
@@ -191,8 +191,11 @@ def _memory_view(memory: Any) -> memoryview:
     except TypeError:
         raise StateImageError(f"memory must be bytes-like, got {type(memory).__name__}"
                               ) from None
-    if mv.ndim != 1 or mv.itemsize != 1:
-        mv = mv.cast("B")
+    if mv.ndim != 1 or mv.format != "B":
+        try:
+            mv = mv.cast("B")
+        except TypeError as exc:
+            raise StateImageError(f"memory must be a contiguous buffer: {exc}") from None
     return mv
 
 
@@ -309,7 +312,7 @@ def _write(f: IO[bytes], image: StateImage, head: bytes, devs: bytes,
     w.section(TAG_HEAD, head)
     w.section(TAG_DEVS, devs)
     mv = _memory_view(image.memory)
-    mem = image.memory if isinstance(image.memory, (bytes, bytearray)) else mv.tobytes()
+    mem = image.memory if type(image.memory) in (bytes, bytearray) else mv.tobytes()
     total = len(mv)
     if progress is not None:
         progress(0, total)
@@ -664,11 +667,10 @@ def _read_run(payload: bytes, at: int, memory: bytearray, size: int, pages: int,
 
 # =========================================================================== compatibility
 def _show(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1 << 20 and \
-            value % (1 << 20) == 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 << 20 <= value < 1 << 64 \
+            and value % (1 << 20) == 0:
         return f"{value >> 20} MiB"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return short_repr(value, 80)
 
 
 def _leaves(value: Any, path: str, out: Dict[str, Any]) -> None:
