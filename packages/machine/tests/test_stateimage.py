@@ -421,6 +421,14 @@ def test_image_reads_from_a_path_a_file_object_a_stream_and_bytes(tmp_path):
         assert not f.closed  # the caller's file stays open
 
 
+def test_a_text_mode_file_gets_a_clear_error(tmp_path):
+    path = tmp_path / "x.pyv86"
+    write_image(path, image())
+    with path.open("r", encoding="latin-1") as f, pytest.raises(StateImageError,
+                                                                match="binary file"):
+        read_image(f)
+
+
 def test_writing_to_a_path_replaces_the_file_only_with_a_complete_image(tmp_path):
     path = tmp_path / "guest.pyv86"
     write_image(path, image())

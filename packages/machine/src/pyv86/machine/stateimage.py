@@ -392,6 +392,10 @@ def _open_source(source: Source) -> Tuple[IO[bytes], bool]:
 
 def _read_file_header(r: _Reader) -> int:
     start = r.f.read(_HEADER_SIZE)
+    if not isinstance(start, (bytes, bytearray)):
+        raise StateImageError(f"read a state image from a binary file (open it with 'rb'); "
+                              f"read() gave {type(start).__name__}")
+    start = bytes(start)
     while 0 < len(start) < _HEADER_SIZE:  # a short read from a pipe
         more = r.f.read(_HEADER_SIZE - len(start))
         if not more:
