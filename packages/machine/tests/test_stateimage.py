@@ -12,7 +12,6 @@ import enum
 import hashlib
 import io
 import math
-import os
 import random
 import struct
 import zlib
@@ -786,4 +785,3 @@ def test_a_network_card_state_survives_an_image():
 
 def test_magic_is_what_the_document_says():
     assert MAGIC == b"PYV86IMG" and small_image_bytes()[:8] == MAGIC
-    assert os.path.basename(stateimage.__file__) == "stateimage.py"
