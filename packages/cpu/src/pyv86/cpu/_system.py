@@ -140,6 +140,18 @@ def _rd(cpu: Any, lin: int, size: int, user: bool = False) -> int:
     return value
 
 
+def _rd_desc(cpu: Any, lin: int) -> Tuple[int, int]:
+    """The two dwords of a descriptor or gate at ``lin`` (a supervisor access)."""
+    lin &= 0xFFFFFFFF
+    if (lin & 0xFFF) <= 0xFF8:
+        t = cpu.tlb_r.get(lin >> 12)
+        if t is not None:
+            a = t | (lin & 0xFFF)
+            v = int.from_bytes(cpu.ram[a:a + 8], "little")
+            return v & 0xFFFFFFFF, v >> 32
+    return _rd(cpu, lin, 4), _rd(cpu, lin + 4, 4)
+
+
 def _wr(cpu: Any, lin: int, value: int, size: int, user: bool = False) -> None:
     """Write with the given privilege; the core's write TLB never holds code pages."""
     lin &= 0xFFFFFFFF
@@ -207,7 +219,8 @@ def fetch_descriptor(cpu: Any, sel: int, vector: int = GP, ext: int = 0) -> Tupl
     addr = _desc_addr(cpu, sel)
     if addr < 0:
         raise CPUFault(vector, (sel & 0xFFFC) | ext)
-    return _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4), addr
+    lo, hi = _rd_desc(cpu, addr)
+    return lo, hi, addr
 
 
 def _set_accessed(cpu: Any, addr: int, hi: int) -> None:
@@ -543,7 +556,7 @@ def _check_new_ss(cpu: Any, ss: int, dpl: int, ext: int) -> Tuple[int, int]:
     addr = _desc_addr(cpu, ss)
     if addr < 0:
         raise CPUFault(TS, err)
-    lo, hi = _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4)
+    lo, hi = _rd_desc(cpu, addr)
     access = (hi >> 8) & 0xFF
     if ((access >> 5) & 3) != dpl or (access & 0x1A) != 0x12:
         raise CPUFault(TS, err)
@@ -689,7 +702,7 @@ def iret(cpu: Any, o32: bool) -> None:
         addr = _desc_addr(cpu, link)
         if addr < 0:
             raise CPUFault(TS, link & 0xFFFC)
-        lo, hi = _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4)
+        lo, hi = _rd_desc(cpu, addr)
         access = (hi >> 8) & 0xFF
         if (access & 0x1F) not in (3, 11):  # busy 16- or 32-bit TSS
             raise CPUFault(TS, link & 0xFFFC)
@@ -803,8 +816,7 @@ def _protected_interrupt(cpu: Any, vector: int, kind: str, error_code: Optional[
     gerr = goff + 2 + ext
     if goff + 7 > cpu.idtr_limit:
         raise CPUFault(GP, gerr)
-    lo = _rd(cpu, cpu.idtr_base + goff, 4)
-    hi = _rd(cpu, cpu.idtr_base + goff + 4, 4)
+    lo, hi = _rd_desc(cpu, cpu.idtr_base + goff)
     access = (hi >> 8) & 0xFF
     gtype = access & 0x1F
     if gtype not in (5, 6, 7, 14, 15):
@@ -830,7 +842,7 @@ def _protected_interrupt(cpu: Any, vector: int, kind: str, error_code: Optional[
     caddr = _desc_addr(cpu, csel)
     if caddr < 0:
         raise CPUFault(GP, (csel & 0xFFFC) | ext)
-    clo, chi = _rd(cpu, caddr, 4), _rd(cpu, caddr + 4, 4)
+    clo, chi = _rd_desc(cpu, caddr)
     cacc = (chi >> 8) & 0xFF
     cdpl = (cacc >> 5) & 3
     if (cacc & 0x18) != 0x18 or cdpl > cpl:
@@ -895,7 +907,7 @@ def _task_gate_target(cpu: Any, tsel: int, ext: int) -> Tuple[int, int]:
     addr = _desc_addr(cpu, tsel)
     if addr < 0 or not tsel & 0xFFFC:
         raise CPUFault(GP, err)
-    lo, hi = _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4)
+    lo, hi = _rd_desc(cpu, addr)
     access = (hi >> 8) & 0xFF
     if (access & 0x1F) not in (1, 9):
         raise CPUFault(GP, err)
@@ -1069,7 +1081,7 @@ def _task_load_segments(cpu: Any, segs: List[int], ldt: int, vm: bool) -> None:
         addr = _desc_addr(cpu, ldt)
         if addr < 0:
             raise CPUFault(TS, ldt & 0xFFFC)
-        lo, hi = _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4)
+        lo, hi = _rd_desc(cpu, addr)
         if ((hi >> 8) & 0x1F) != 0x02 or not hi & 0x8000:
             raise CPUFault(TS, ldt & 0xFFFC)
         cpu.ldtr_base = desc_base(lo, hi)
@@ -1086,7 +1098,7 @@ def _task_load_segments(cpu: Any, segs: List[int], ldt: int, vm: bool) -> None:
     addr = _desc_addr(cpu, sel)
     if addr < 0:
         raise CPUFault(TS, sel & 0xFFFC)
-    lo, hi = _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4)
+    lo, hi = _rd_desc(cpu, addr)
     access = (hi >> 8) & 0xFF
     dpl = (access >> 5) & 3
     if (access & 0x18) != 0x18:
@@ -1104,7 +1116,7 @@ def _task_load_segments(cpu: Any, segs: List[int], ldt: int, vm: bool) -> None:
     addr = _desc_addr(cpu, sel)
     if addr < 0:
         raise CPUFault(TS, sel & 0xFFFC)
-    lo, hi = _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4)
+    lo, hi = _rd_desc(cpu, addr)
     access = (hi >> 8) & 0xFF
     if (sel & 3) != cpl or ((access >> 5) & 3) != cpl or (access & 0x1A) != 0x12:
         raise CPUFault(TS, sel & 0xFFFC)
@@ -1120,7 +1132,7 @@ def _task_load_segments(cpu: Any, segs: List[int], ldt: int, vm: bool) -> None:
         addr = _desc_addr(cpu, sel)
         if addr < 0:
             raise CPUFault(TS, sel & 0xFFFC)
-        lo, hi = _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4)
+        lo, hi = _rd_desc(cpu, addr)
         access = (hi >> 8) & 0xFF
         dpl = (access >> 5) & 3
         if not access & 0x10 or (access & 0x0A) == 0x08:
@@ -1250,7 +1262,7 @@ def _visible_descriptor(cpu: Any, sel: int) -> Optional[Tuple[int, int]]:
     addr = _desc_addr(cpu, sel)
     if addr < 0:
         return None
-    return _rd(cpu, addr, 4), _rd(cpu, addr + 4, 4)
+    return _rd_desc(cpu, addr)
 
 
 def _privilege_visible(cpu: Any, sel: int, access: int) -> bool:
