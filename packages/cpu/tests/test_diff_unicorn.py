@@ -43,7 +43,7 @@ CASES_16 = {g: n // 3 for g, n in CASES_32.items()}
 # paged: blocks with paging on and data/stack pages on scattered frames; chunks: blocks run
 # with many small budgets, as the machine does (run_pyv86.py)
 ENGINES_32 = ("interp", "blocks", "paged")
-ENGINES_16 = ("interp", "blocks")
+ENGINES_16 = ("interp", "blocks", "pm16")   # pm16: the same code in 16-bit protected mode
 CHUNKED_GROUPS = ("mixed", "loop", "cc")
 
 # (group, code size, engine) -> the exact finding (see diffharness/FINDINGS.md); strict xfail.

@@ -30,7 +30,9 @@ def _gate(selector: int, offset: int) -> bytes:
     return struct.pack("<HHBBH", offset & 0xFFFF, selector, 0, 0x8E, (offset >> 16) & 0xFFFF)
 
 
-def make_cpu(snippet: Snippet) -> Any:
+def make_cpu(snippet: Snippet, pm16: bool = False) -> Any:
+    """A CPU loaded with the snippet; ``pm16`` runs 16-bit code in 16-bit protected mode
+    (CS/SS/DS/ES/FS/GS 16-bit descriptors, base 0, limit FFFFh) instead of real mode."""
     mem = SimpleMemory(layout.MEM_SIZE)
     ram = mem.ram
     ram[layout.DATA:layout.DATA_END] = snippet.data
@@ -41,8 +43,9 @@ def make_cpu(snippet: Snippet) -> Any:
         ram[layout.FAULT_STUBS + v] = 0xF4          # HLT
     cpu = CPU(mem, NullIO())
     base = (-snippet.base) & M32
-    if snippet.code32:
+    if snippet.code32 or pm16:
         gdt = bytes(8) + _descriptor(base, 0xFFFFF, 0x9B, 0xC) + _descriptor(base, 0xFFFFF, 0x93, 0xC)
+        gdt += _descriptor(0, 0xFFFF, 0x9B, 0) + _descriptor(0, 0xFFFF, 0x93, 0)   # 0x18, 0x20
         ram[layout.GDT:layout.GDT + len(gdt)] = gdt
         for v in range(32):
             off = (layout.FAULT_STUBS + v + snippet.base) & M32
@@ -51,8 +54,12 @@ def make_cpu(snippet: Snippet) -> Any:
         cpu.idtr_base, cpu.idtr_limit = layout.IDT, 32 * 8 - 1
         cpu.set_register("cr0", cpu.cr0 | 1)
         for s in range(6):
-            sel, attr = (0x08, 0xC09B) if s == 1 else (0x10, 0xC093)
-            cpu.set_segment(s, sel, base, 0xFFFFFFFF, attr)
+            if pm16:
+                sel, attr = (0x18, 0x009B) if s == 1 else (0x20, 0x0093)
+                cpu.set_segment(s, sel, 0, 0xFFFF, attr)
+            else:
+                sel, attr = (0x08, 0xC09B) if s == 1 else (0x10, 0xC093)
+                cpu.set_segment(s, sel, base, 0xFFFFFFFF, attr)
     else:
         for v in range(32):
             ram[4 * v:4 * v + 4] = struct.pack("<HH", layout.FAULT_STUBS + v, 0)
@@ -66,7 +73,7 @@ def make_cpu(snippet: Snippet) -> Any:
     return cpu
 
 
-ENGINES = ("interp", "blocks", "step", "paged", "chunks")
+ENGINES = ("interp", "blocks", "step", "paged", "chunks", "pm16")
 
 # "paged": 4 KiB pages, the snippet's data and stack pages on scattered physical frames, so
 # every access that straddles a page boundary must be split between unrelated frames.
@@ -130,11 +137,15 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
     page so the very first block is compiled (``_blocks.py``), ``"step"`` calls ``cpu.run(1)``
     per instruction, ``"paged"`` is ``"blocks"`` with paging on and the data and stack pages
     on scattered physical frames (memory is compared in the linear view), ``"chunks"`` is
-    ``"blocks"`` run with many small budgets (1, 2, 3, 5, 7, 11 instructions per call).
+    ``"blocks"`` run with many small budgets (1, 2, 3, 5, 7, 11 instructions per call),
+    ``"pm16"`` runs a 16-bit snippet in 16-bit protected mode (blocks on), where non-faulting
+    code without segment loads behaves as in real mode.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
-    cpu = make_cpu(snippet)
+    if engine == "pm16" and snippet.code32:
+        raise ValueError("the pm16 engine runs 16-bit snippets")
+    cpu = make_cpu(snippet, pm16=engine == "pm16")
     end = (snippet.base + layout.CODE + len(snippet.code)) & M32
     fault = None
     if engine == "interp":
@@ -145,7 +156,7 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
         _enable_paging(cpu)
         cpu.use_blocks = True
         cpu.translate(layout.CODE, False, False)
-    elif engine in ("blocks", "chunks"):
+    elif engine in ("blocks", "chunks", "pm16"):
         cpu.use_blocks = True
         cpu.translate(layout.CODE, False, False)    # code page in the TLB: compile from eip
     try:
