@@ -785,3 +785,22 @@ def test_a_network_card_state_survives_an_image():
 
 def test_magic_is_what_the_document_says():
     assert MAGIC == b"PYV86IMG" and small_image_bytes()[:8] == MAGIC
+
+
+def test_the_module_command_verifies_images_and_prints_their_headers(tmp_path, capsys):
+    good = tmp_path / "good.pyv86"
+    mem = bytearray(2 * MIB)
+    mem[PAGE_SIZE * 3] = 1
+    write_image(good, image(mem, metadata={"note": "booted"}))
+    bad = tmp_path / "bad.pyv86"
+    bad.write_bytes(good.read_bytes()[:-5])
+    assert stateimage.main([str(good)]) == 0
+    out = capsys.readouterr().out
+    assert f"{good}: sound, format version 1, {good.stat().st_size} bytes" in out
+    assert "memory: 2 MiB, 1 non-zero pages of 512" in out
+    assert "config: memory_size=2 MiB, nic.model='rtl8029'" in out
+    assert "metadata: note='booted'" in out and "components: cpu, nic" in out
+    assert stateimage.main([str(good), str(bad), str(tmp_path / "missing")]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}: state image truncated" in out and "No such file" in out
+    assert stateimage.main([]) == 2
