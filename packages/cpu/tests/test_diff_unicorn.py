@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # diffharness (importlib import mode)
 
-from diffharness import compare, grammar, run_pyv86
+from diffharness import compare, grammar, layout, run_pyv86
 
 pytest.importorskip(
     "unicorn",
@@ -48,6 +48,9 @@ CHUNKED_GROUPS = ("mixed", "loop", "cc")
 
 # (group, code size, engine) -> the exact finding (see diffharness/FINDINGS.md); strict xfail.
 KNOWN: dict = {}
+FINDING_2 = (
+    "finding 2: 32-bit ENTER on a 16-bit stack segment (SS.B=0) sets EBP to SP zero-extended; "
+    "the SDM (BP := FrameTemp) and QEMU keep EBP's upper half")
 
 
 def _params(cases: dict, bits: int) -> list:
@@ -73,10 +76,11 @@ def unicorn16() -> UnicornOracle:
     return UnicornOracle(code32=False)
 
 
-def _run_group(oracle: UnicornOracle, group: str, engine: str, count: int, code32: bool) -> None:
+def _run_group(oracle: UnicornOracle, group: str, engine: str, count: int, code32: bool,
+               stack16: bool = False) -> None:
     failures = []
     for seed in range(count):
-        snippet = grammar.generate(seed, group, code32=code32)
+        snippet = grammar.generate(seed, group, code32=code32, stack16=stack16)
         rep = compare.check(snippet, oracle.run, lambda s: run_pyv86.run(s, engine), "unicorn")
         if rep:
             failures.append(rep)
@@ -96,3 +100,43 @@ def test_random_32bit_flat_snippets_match_unicorn(unicorn32: UnicornOracle, grou
 def test_random_16bit_real_mode_snippets_match_unicorn(unicorn16: UnicornOracle, group: str,
                                                        engine: str) -> None:
     _run_group(unicorn16, group, engine, CASES_16[group], code32=False)
+
+
+STACK16_GROUPS = {"stack": 60, "mixed": 40, "loop": 30, "string": 30, "alu": 30}
+
+
+@pytest.fixture(scope="module")
+def unicorn_stack16() -> UnicornOracle:
+    return UnicornOracle(code32=True, stack16=True)
+
+
+@pytest.mark.parametrize("group", [
+    pytest.param(g, marks=[pytest.mark.xfail(strict=True, reason=KNOWN[(g, "stack16")])]
+                 if (g, "stack16") in KNOWN else []) for g in STACK16_GROUPS])
+def test_random_32bit_code_on_a_16bit_stack_segment_matches_unicorn(
+        unicorn_stack16: UnicornOracle, group: str) -> None:
+    # SS.B = 0: PUSH/POP/ENTER/LEAVE use SP and keep ESP's upper half (Intel SDM vol. 1 6.2.3)
+    _run_group(unicorn_stack16, group, "stack16", STACK16_GROUPS[group], code32=True,
+               stack16=True)
+
+
+@pytest.mark.parametrize("code,text", [
+    pytest.param("c8040000", "enter 4, 0", id="o32-level0",
+                 marks=pytest.mark.xfail(strict=True, reason=FINDING_2)),
+    pytest.param("c8100000c9", "enter 0x10, 0; leave", id="o32-level0-leave"),
+    pytest.param("66c8040001", "o16 enter 4, 1", id="o16-level1"),
+    pytest.param("66c8080003", "o16 enter 8, 3", id="o16-level3"),
+    pytest.param("66c806000266c9", "o16 enter 6, 2; o16 leave", id="o16-level2-leave"),
+])
+def test_enter_on_a_16bit_stack_segment_matches_unicorn(unicorn_stack16: UnicornOracle,
+                                                        code: str, text: str) -> None:
+    # Intel SDM vol. 2 ENTER: with StackSize = 16, "BP := FrameTemp; SP := SP - Size" (EBP's
+    # and ESP's upper halves are kept).  EBP's upper half differs from ESP's here.
+    regs = [0, 0, 0, 0, 0x1234E000, 0x5678DF00, 0, 0]
+    snippet = grammar.Snippet([grammar.Unit([grammar.Insn(bytes.fromhex(code), text)], True)],
+                              regs, 0x202, bytes(layout.DATA_END - layout.DATA),
+                              bytes(range(256)) * ((layout.STACK_HI - layout.STACK_LO) // 256),
+                              True, 0, f"handmade {text} on a 16-bit stack")
+    rep = compare.check(snippet, unicorn_stack16.run, lambda s: run_pyv86.run(s, "stack16"),
+                        "unicorn")
+    assert rep is None, rep

@@ -165,12 +165,15 @@ class MemOperand:
 class Gen:
     """Emits units for one snippet; group generators are its ``g_*`` methods."""
 
-    def __init__(self, rng: random.Random, code32: bool, base: int, a16_ok: bool) -> None:
+    def __init__(self, rng: random.Random, code32: bool, base: int, a16_ok: bool,
+                 esp_high: int = 0) -> None:
         self.rng = rng
         self.code32 = code32
         self.base = base
         self.a16_ok = a16_ok and base == 0
-        self.esp = (base + layout.STACK_TOP) & M32
+        # esp_high: upper ESP bits a 16-bit stack segment ignores ([esp+disp8] would not)
+        self.esp_high = esp_high
+        self.esp = ((base + layout.STACK_TOP) | (esp_high << 16)) & M32
         self.units: List[Unit] = []
         self.cur: List[Insn] = []
         self.in_block = False
@@ -279,7 +282,7 @@ class Gen:
         forms = ["disp32", "base", "base_d8", "base_d32", "sib", "sib_d8", "sib_d32",
                  "sib_nobase", "sib_noindex"]
         if esp_ok:
-            forms += ["esp_d8", "esp_sib"]
+            forms += ["esp_sib"] if self.esp_high else ["esp_d8", "esp_sib"]
         if len(usable) < 2:
             forms = ["disp32"]
         form = rng.choice(forms)
@@ -914,7 +917,7 @@ class Gen:
         size = rng.choice((16, 32, 32))
         p = self.op(size)
         n = size // 8
-        depth = self.base + layout.STACK_TOP - self.esp    # bytes pushed so far (signed)
+        depth = self.base + layout.STACK_TOP - (self.esp & 0xFFFF if self.esp_high else self.esp)
         if depth > 0x800:
             kind = "pop"
         elif depth < -0x800:
@@ -958,6 +961,11 @@ class Gen:
             self.emit(p + b"\x9c", "pushf" + ("d" if size == 32 else ""), reads=ARITH)
             self.esp -= n
         elif kind == "enter":
+            if self.esp_high:
+                # 32-bit ENTER on a 16-bit stack: which half of the frame pointer lands in
+                # EBP and in the pushed copy is where the SDM and QEMU part ways; the
+                # unambiguous case is in test_diff_unicorn.py (FINDINGS.md, finding 2)
+                p = self.op(16)
             level = rng.choice((0, 0, 1, 2, 3))
             alloc = rng.choice((0, 4, 8, 0x10, 0x22, rng.randrange(0, 0x80)))
             # EBP must point into the stack for the nested frame-pointer copies
@@ -1122,10 +1130,15 @@ BLOCK_GROUPS = (Gen.g_alu, Gen.g_unary, Gen.g_mov, Gen.g_shift, Gen.g_setcc, Gen
 
 
 def generate(seed: int, group: str, *, code32: bool = True, base: int = 0,
-             length: Tuple[int, int] = (4, 12), a16_ok: bool = True) -> Snippet:
-    """The snippet for ``(seed, group)``: same arguments, same bytes and state."""
-    rng = random.Random(f"{group}:{seed}:{int(code32)}:{base}")
-    gen = Gen(rng, code32, base, a16_ok)
+             length: Tuple[int, int] = (4, 12), a16_ok: bool = True,
+             stack16: bool = False) -> Snippet:
+    """The snippet for ``(seed, group)``: same arguments, same bytes and state.
+
+    ``stack16``: for a 16-bit stack segment in 32-bit code: ESP starts with random upper bits
+    (PUSH/POP must keep them), no ``[esp+disp8]`` operands."""
+    rng = random.Random(f"{group}:{seed}:{int(code32)}:{base}:{int(stack16)}")
+    esp_high = rng.randrange(1, 0x10000) if stack16 else 0
+    gen = Gen(rng, code32, base, a16_ok, esp_high)
     faults = group == "faults" or group.startswith("fault-")
     fault_kind = group[6:] if group.startswith("fault-") else None
     gens = GROUPS["mixed" if faults else group]
@@ -1137,7 +1150,7 @@ def generate(seed: int, group: str, *, code32: bool = True, base: int = 0,
         gen.end_unit()
     regs = [rng.choice((0, M32, rng.getrandbits(32), rng.getrandbits(8), 0x80000000))
             for _ in range(8)]
-    regs[4] = (base + layout.STACK_TOP) & M32
+    regs[4] = ((base + layout.STACK_TOP) | (esp_high << 16)) & M32
     eflags = 0x202 | (rng.getrandbits(12) & ARITH) | (DF if rng.random() < 0.3 else 0)
     data = rng.randbytes(layout.DATA_END - layout.DATA)
     stack = rng.randbytes(layout.STACK_HI - layout.STACK_LO)

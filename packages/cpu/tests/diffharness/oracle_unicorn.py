@@ -8,6 +8,7 @@ undefined flags, so the comparison masks them (``grammar.UNDEFINED``).
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Dict
 
 from . import layout
@@ -24,12 +25,25 @@ except ImportError:  # pragma: no cover - depends on the interpreter
 _REGS = ("EAX", "ECX", "EDX", "EBX", "ESP", "EBP", "ESI", "EDI")
 
 
+def _descriptor(base: int, limit: int, access: int, flags: int) -> bytes:
+    return struct.pack("<HHBBBB", limit & 0xFFFF, base & 0xFFFF, (base >> 16) & 0xFF, access,
+                       (flags << 4) | (limit >> 16), base >> 24)
+
+
+# The same selectors as run_pyv86: 08 code32, 10 data32, 18 code16, 20 data16 (B=0).
+_GDT = (bytes(8) + _descriptor(0, 0xFFFFF, 0x9B, 0xC) + _descriptor(0, 0xFFFFF, 0x93, 0xC)
+        + _descriptor(0, 0xFFFF, 0x9B, 0) + _descriptor(0, 0xFFFF, 0x93, 0))
+
+
 class UnicornOracle:
-    def __init__(self, code32: bool) -> None:
+    """``stack16``: 32-bit code with a 16-bit stack segment (SS = 20h, B=0: PUSH/POP use SP)."""
+
+    def __init__(self, code32: bool, stack16: bool = False) -> None:
         if unicorn is None:
             raise RuntimeError("unicorn is not installed")
         mode = unicorn.UC_MODE_32 if code32 else unicorn.UC_MODE_16
         self.code32 = code32
+        self.stack16 = stack16 and code32
         self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, mode)
         self.uc.mem_map(0, layout.MEM_SIZE)
         self.intno = None
@@ -53,6 +67,10 @@ class UnicornOracle:
             uc.ctl_remove_cache(layout.CODE, layout.DATA)
         except AttributeError:  # pragma: no cover - unicorn 1.x
             pass
+        if self.stack16:
+            uc.mem_write(layout.GDT, _GDT)
+            uc.reg_write(X.UC_X86_REG_GDTR, (0, layout.GDT, len(_GDT) - 1, 0))
+            uc.reg_write(X.UC_X86_REG_SS, 0x20)
         if not self.code32:
             for seg in (X.UC_X86_REG_CS, X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_SS,
                         X.UC_X86_REG_FS, X.UC_X86_REG_GS):

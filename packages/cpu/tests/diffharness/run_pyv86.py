@@ -73,7 +73,7 @@ def make_cpu(snippet: Snippet, pm16: bool = False) -> Any:
     return cpu
 
 
-ENGINES = ("interp", "blocks", "step", "paged", "chunks", "pm16")
+ENGINES = ("interp", "blocks", "step", "paged", "chunks", "pm16", "stack16")
 
 # "paged": 4 KiB pages, the snippet's data and stack pages on scattered physical frames, so
 # every access that straddles a page boundary must be split between unrelated frames.
@@ -139,7 +139,8 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
     on scattered physical frames (memory is compared in the linear view), ``"chunks"`` is
     ``"blocks"`` run with many small budgets (1, 2, 3, 5, 7, 11 instructions per call),
     ``"pm16"`` runs a 16-bit snippet in 16-bit protected mode (blocks on), where non-faulting
-    code without segment loads behaves as in real mode.
+    code without segment loads behaves as in real mode, ``"stack16"`` runs 32-bit code with
+    a 16-bit stack segment (blocks on).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
@@ -154,6 +155,12 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
         if not snippet.code32:
             raise ValueError("the paged engine runs 32-bit snippets")
         _enable_paging(cpu)
+        cpu.use_blocks = True
+        cpu.translate(layout.CODE, False, False)
+    elif engine == "stack16":
+        if not snippet.code32:
+            raise ValueError("the stack16 engine runs 32-bit snippets")
+        cpu.set_segment(2, 0x20, 0, 0xFFFF, 0x0093)   # 16-bit stack: PUSH/POP use SP
         cpu.use_blocks = True
         cpu.translate(layout.CODE, False, False)
     elif engine in ("blocks", "chunks", "pm16"):
