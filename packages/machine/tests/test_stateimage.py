@@ -338,6 +338,29 @@ def test_image_round_trips_config_versions_components_metadata_and_memory():
     assert back.memory_size == 8 * MIB
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 40 * PAGE_SIZE),
+       st.lists(st.tuples(st.integers(0, 40 * PAGE_SIZE), st.binary(min_size=1, max_size=9000)),
+                max_size=8),
+       st.dictionaries(st.text(max_size=8), _trees, max_size=4),
+       st.dictionaries(st.text(max_size=8), _trees, max_size=3))
+def test_any_memory_and_states_round_trip_through_an_image(size, writes, components, config):
+    mem = bytearray(size)
+    for at, data in writes:
+        mem[at:at + len(data)] = data[:max(0, size - at)]
+    del mem[size:]
+    img = StateImage(config=config, versions={}, components=components, memory=mem)
+    back = read_image(to_bytes(img))
+    assert back.memory == mem
+    assert same(back.components, components) and same(back.config, config)
+
+
+def test_the_same_machine_gives_the_same_bytes():
+    mem = bytearray(MIB)
+    mem[100_000:100_100] = bytes(range(100))
+    assert to_bytes(image(mem)) == to_bytes(image(bytearray(mem)))
+
+
 def test_package_versions_name_the_installed_pyv86_distributions():
     versions = package_versions()
     assert versions["pyv86-machine"] == __import__("pyv86.machine").machine.__version__
