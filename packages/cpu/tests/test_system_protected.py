@@ -653,3 +653,24 @@ test:
     m.run()
     assert m.last_vector() == 8
     assert m.get32(0x7F04) == 0
+
+
+@pytest.mark.xfail(strict=True, reason="core: POP SS adds to ESP with the new SS's B bit "
+                   "(_ops._pop_seg); found by test386 POST 09")
+def test_pop_ss_steps_esp_with_the_old_stack_size(tmp_path: Path) -> None:
+    # SDM vol. 2 POP: the pop (and the ESP/SP increment) uses the stack-address size of the
+    # SS in force before the load. A 16-bit SS at SP=FFFC popping a 32-bit-B selector
+    # leaves ESP = (ESP & FFFF0000) | 0000, not ESP + 4.
+    m = Machine(tmp_path, """
+test:
+  mov ax, 0x30
+  mov ss, ax                            ; 16-bit stack segment
+  mov esp, 0x2FFFC
+  mov dword [0xFFFC], 0x10              ; 32-bit flat data selector to pop
+  o32 pop ss
+  mov [RES+0], esp
+  hlt
+""", gdt_extra="  dq 0x000F92000000FFFF                 ; 0x30 16-bit data, limit 0xFFFFF\n")
+    m.run()
+    assert m.last_vector() == NO_VECTOR
+    assert m.res(0) == 0x20000
