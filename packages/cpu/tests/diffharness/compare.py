@@ -42,6 +42,13 @@ def differences(snippet: Snippet, ref: State, got: State, ref_name: str = "oracl
     if a != b:
         out.append(f"eflags (compared {flag_text(mask)}; undefined {flag_text(snippet.undef_at_end & ARITH)}): "
                    f"{ref_name}={ref['eflags']:#x} pyv86={got['eflags']:#x} differ in {flag_text(a ^ b)}")
+    if ref.get("wrap") is not None and got.get("wrap") is not None and ref["wrap"] != got["wrap"]:
+        x, y = ref["wrap"], got["wrap"]
+        first = next(i for i in range(len(x)) if x[i] != y[i])
+        lo0, hi0 = layout.WRAP[0]
+        addr = first if first < hi0 - lo0 else layout.WRAP[1][0] + first - (hi0 - lo0)
+        out.append(f"memory (64 KiB wrap regions): first difference at {addr:#x}: "
+                   f"{ref_name}={x[first:first + 8].hex(' ')} pyv86={y[first:first + 8].hex(' ')}")
     for key, start in (("data", layout.DATA), ("stack", layout.STACK_LO)):
         x, y = ref[key], got[key]
         if x != y:

@@ -680,6 +680,16 @@ class Gen:
         # ESI and EDI: independent, or overlapping by a few bytes (a copy that smears)
         overlap = rng.random() < 0.4
         t2 = t + rng.randrange(-9, 10) if overlap else self.target(4, lo=span, hi=span)
+        if not a32 and rng.random() < 0.3:
+            # 16-bit SI/DI near FFFFh or 0: the walk wraps around the 64 KiB segment between
+            # two elements (an element straddling offset FFFFh is #GP in real mode and
+            # reaches 10000h in flat mode: not generated); the wrap regions [0, 400h) and
+            # [F000h, 10000h) are compared too
+            count = min(count, 8)
+            n = size // 8
+            edge = [0x10000 - n * rng.randint(1, 4), n * rng.randrange(4)]
+            rng.shuffle(edge)
+            t, t2 = edge[0], edge[1] if rng.random() < 0.5 else t2
         for r, addr in ((6, t), (7, t2)):
             hi = rng.getrandbits(16) << 16 if not a32 else 0
             self.set_reg(r, hi | (addr & (M32 if a32 else 0xFFFF)))

@@ -18,8 +18,10 @@ STACK_HI = 0xF000
 SAVE = 0xF000          # host oracle only: saved registers and the trampoline's scratch
 REGION = 0x10000       # size of the region the host oracle maps
 
-# Compared memory: everything the snippet may write (data and stack).
+# Compared memory: everything the snippet may write (data and stack) and, for base 0, where
+# 16-bit string addresses wrap around 64 KiB.
 COMPARED = ((DATA, DATA_END), (STACK_LO, STACK_HI))
+WRAP = ((0, 0x400), (0xF000, 0x10000))
 
 # pyv86 only: descriptor tables and one HLT per exception vector, so a fault shows up as
 # "halted at FAULT_STUBS + vector + 1" instead of running off into the weeds.

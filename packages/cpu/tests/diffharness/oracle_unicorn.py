@@ -49,6 +49,12 @@ class UnicornOracle:
         self.intno = None
         self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         self.zero_region = bytes(layout.REGION)
+        # real mode: the same IVT and HLT stubs run_pyv86 installs (compared in layout.WRAP)
+        ivt = bytearray(layout.REGION)
+        for v in range(32):
+            ivt[4 * v:4 * v + 4] = struct.pack("<HH", layout.FAULT_STUBS + v, 0)
+            ivt[layout.FAULT_STUBS + v] = 0xF4
+        self.ivt = bytes(ivt)
 
     def _on_intr(self, uc: Any, intno: int, user: Any) -> None:
         self.intno = intno
@@ -59,7 +65,7 @@ class UnicornOracle:
             raise ValueError("the Unicorn oracle runs snippets generated for base 0")
         uc = self.uc
         code = snippet.code
-        uc.mem_write(0, self.zero_region)
+        uc.mem_write(0, self.ivt if not self.code32 else self.zero_region)
         uc.mem_write(layout.CODE, code)
         uc.mem_write(layout.DATA, snippet.data)
         uc.mem_write(layout.STACK_LO, snippet.stack)
@@ -96,5 +102,6 @@ class UnicornOracle:
             "eflags": uc.reg_read(X.UC_X86_REG_EFLAGS),
             "data": bytes(uc.mem_read(layout.DATA, layout.DATA_END - layout.DATA)),
             "stack": bytes(uc.mem_read(layout.STACK_LO, layout.STACK_HI - layout.STACK_LO)),
+            "wrap": b"".join(bytes(uc.mem_read(lo, hi - lo)) for lo, hi in layout.WRAP),
             "fault": fault,
         }

@@ -43,6 +43,11 @@ def make_cpu(snippet: Snippet, pm16: bool = False) -> Any:
         ram[layout.FAULT_STUBS + v] = 0xF4          # HLT
     cpu = CPU(mem, NullIO())
     base = (-snippet.base) & M32
+    if not snippet.code32:
+        # the real-mode IVT (also written in 16-bit protected mode, where it is plain memory,
+        # so the compared low memory matches the oracle's)
+        for v in range(32):
+            ram[4 * v:4 * v + 4] = struct.pack("<HH", layout.FAULT_STUBS + v, 0)
     if snippet.code32 or pm16:
         gdt = bytes(8) + _descriptor(base, 0xFFFFF, 0x9B, 0xC) + _descriptor(base, 0xFFFFF, 0x93, 0xC)
         gdt += _descriptor(0, 0xFFFF, 0x9B, 0) + _descriptor(0, 0xFFFF, 0x93, 0)   # 0x18, 0x20
@@ -61,8 +66,6 @@ def make_cpu(snippet: Snippet, pm16: bool = False) -> Any:
                 sel, attr = (0x08, 0xC09B) if s == 1 else (0x10, 0xC093)
                 cpu.set_segment(s, sel, base, 0xFFFFFFFF, attr)
     else:
-        for v in range(32):
-            ram[4 * v:4 * v + 4] = struct.pack("<HH", layout.FAULT_STUBS + v, 0)
         cpu.idtr_base, cpu.idtr_limit = 0, 0x3FF
         for s in range(6):
             cpu.set_segment(s, 0, 0, 0xFFFF, 0x9B if s == 1 else 0x93)
@@ -203,4 +206,6 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
         "stack": _linear_bytes(cpu, layout.STACK_LO, layout.STACK_HI, paged),
         "fault": fault,
         "frame": getattr(cpu, "frame", None),
+        "wrap": b"".join(_linear_bytes(cpu, lo, hi, paged) for lo, hi in layout.WRAP)
+        if snippet.base == 0 else None,
     }
