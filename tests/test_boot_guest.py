@@ -18,6 +18,16 @@ import pytest
 pytestmark = [pytest.mark.needs_guest, pytest.mark.needs_passt, pytest.mark.slow]
 
 MAC = "52:54:00:12:34:56"
+
+
+def _unprivileged_ping_allowed() -> bool:
+    """passt answers pings through ICMP "ping" sockets, which the kernel allows only to
+    the groups in net.ipv4.ping_group_range (passt runs as nobody, gid 65534, under root)."""
+    try:
+        lo, hi = map(int, open("/proc/sys/net/ipv4/ping_group_range").read().split())
+    except (OSError, ValueError):
+        return True
+    return lo <= 65534 <= hi
 WALL_LIMIT = 3600  # seconds; the boot takes a few minutes on CPython
 
 
@@ -59,6 +69,10 @@ def test_udhcpc_gets_a_lease(boot):
     assert re.search(r"pyv86-guest: dhcp lease [\d.]+ router [\d.]+", text), text[-3000:]
 
 
+@pytest.mark.xfail(not _unprivileged_ping_allowed(), strict=True,
+                   reason="this host forbids unprivileged ICMP sockets "
+                   "(net.ipv4.ping_group_range excludes passt's group), so passt cannot "
+                   "forward the guest's pings; the same happens with QEMU + passt")
 def test_the_gateway_replies_to_ping(boot):
     _, text = boot
     assert re.search(r"\d+ bytes from [\d.]+: seq=\d", text), text[-3000:]

@@ -218,3 +218,13 @@ def test_save_state_holds_every_device():
     s = m.save_state()
     assert {"pic", "pit", "rtc", "uart", "i8042", "pci", "nic", "memory", "clock"} <= set(s)
     assert struct.pack("<I", 1)  # states are plain data
+
+
+def test_run_can_continue_after_an_instruction_limit():
+    m = machine(bzimage=bzimage(), cmdline="again")
+    first = m.run(max_instructions=3)
+    assert first.reason == "instruction-limit"
+    second = m.run(max_instructions=10_000)
+    assert second.reason == "poweroff"
+    assert m.console == b"OK:again"
+    assert m.cpu.instruction_count == first.instructions + second.instructions

@@ -36,6 +36,11 @@ async def run_async(machine: Machine, *, max_instructions: Optional[int] = None,
     """Run ``machine`` until it stops; see :meth:`Machine.run` for the stop reasons."""
     from .machine import RunResult
 
+    from .machine import RESUMABLE
+
+    if machine.stop_reason in RESUMABLE:
+        machine._stop_reason = None
+        machine._stop_detail = ""
     url = machine.network_url
     wake = [trio.Event()]
 

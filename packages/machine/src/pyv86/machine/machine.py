@@ -60,6 +60,10 @@ EXIT_CODES: Dict[str, int] = {
 }
 
 
+#: Stop reasons after which run() may be called again to continue.
+RESUMABLE = ("instruction-limit", "time-limit", "stopped", "interrupted", "idle")
+
+
 class MachineConfigError(ValueError):
     """A machine option is invalid; the message names it."""
 
@@ -221,11 +225,12 @@ class Machine:
         self._last_recv_wall = 0.0
         #: deterministic mode: wall seconds to wait for a reply after the guest sent a frame
         self.reply_wait = 0.5
-        #: deterministic mode: most instructions per cpu.run() call. The CPU adds the
-        #: instructions of compiled blocks to instruction_count when a run ends, so guest
-        #: time (and the PIT and TSC the guest reads) advances in steps of at most this many
-        #: cycles; small steps keep Linux's PIT calibration of the TSC working.
-        self.budget = 2000
+        #: deterministic mode: most instructions per cpu.run() call (fewer when a timer is
+        #: due sooner). pyv86-cpu adds the instructions of compiled blocks to
+        #: instruction_count when a run ends, so the time the guest reads (PIT, TSC) moves
+        #: in steps of up to this many cycles; Linux's quick PIT calibration succeeds with
+        #: 200000 (it fails with 2000 and Linux marks the TSC unstable).
+        self.budget = 200_000
         self.network_url: Optional[str] = None
         self.network_note = ""
         self._transport_send: Optional[Callable[[bytes], None]] = None
@@ -519,6 +524,9 @@ class Machine:
 
         With a network URL other than ``"null:"``, the relay runs in a helper thread
         (:class:`pyv86.relay_client.ThreadedRelay`)."""
+        if self._stop_reason in RESUMABLE:
+            self._stop_reason = None  # a limit or a stop() ended the last run: carry on
+            self._stop_detail = ""
         relay = None
         if self.network_url is not None and self.network_url != "null:":
             relay = self._open_threaded_relay(self.network_url)
