@@ -112,8 +112,12 @@ def _linear_bytes(cpu: Any, lo: int, hi: int, paged: bool) -> bytes:
     ram = cpu.memory.ram
     if not paged:
         return bytes(ram[lo:hi])
-    return b"".join(bytes(ram[(_frame_of(p) << 12):(_frame_of(p) << 12) + 0x1000])
-                    for p in range(lo >> 12, hi >> 12))
+    out = []
+    for page in range(lo >> 12, ((hi - 1) >> 12) + 1):
+        a, b = max(lo, page << 12), min(hi, (page + 1) << 12)
+        phys = (_frame_of(page) << 12) + (a & 0xFFF)
+        out.append(bytes(ram[phys:phys + (b - a)]))
+    return b"".join(out)
 ERROR_CODE_VECTORS = (8, 10, 11, 12, 13, 14, 17)
 
 
