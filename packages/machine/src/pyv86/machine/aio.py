@@ -34,9 +34,7 @@ async def run_async(machine: Machine, *, max_instructions: Optional[int] = None,
                     on_status: Optional[Callable[[Machine, float], Any]] = None,
                     status_interval: float = 1.0, **relay_options: Any) -> RunResult:
     """Run ``machine`` until it stops; see :meth:`Machine.run` for the stop reasons."""
-    from .machine import RunResult
-
-    from .machine import RESUMABLE
+    from .machine import RESUMABLE, RunResult
 
     if machine.stop_reason in RESUMABLE:
         machine._stop_reason = None
