@@ -65,6 +65,7 @@ def _program(r):
 
 def _run(code, regs, flags, data, blocks):
     cpu = flat32_cpu(code)
+    cpu.block_threshold = 1  # compile at the first visit
     cpu.use_blocks = blocks
     cpu.memory.ram[DATA:DATA + len(data)] = data
     cpu.reg[:] = regs
@@ -97,6 +98,7 @@ def test_random_blocks_match_the_interpreter(seed):
 def test_a_loop_is_compiled_once_and_counts_every_instruction():
     # mov ecx, 1000 ; l: add eax, ecx ; dec ecx ; jnz l ; hlt
     cpu = flat32_cpu(b"\xb9\xe8\x03\x00\x00\x01\xc8\x49\x75\xfb\xf4")
+    cpu.block_threshold = 1  # compile at the first visit
     n = run_until_hlt(cpu)
     assert cpu.reg[0] == sum(range(1, 1001))
     assert n == 1 + 3 * 1000 + 1 == cpu.instruction_count
@@ -108,6 +110,7 @@ def test_a_write_into_the_running_block_takes_effect_at_the_next_instruction():
     # mov byte [0x100c], 0x40 (turns the nop below into inc eax) ; nop ; nop ; hlt
     code = b"\xc6\x05\x0c\x10\x00\x00\x40" + b"\x90" * 5 + b"\x90\xf4"
     cpu = flat32_cpu(code)
+    cpu.block_threshold = 1  # compile at the first visit
     run_until_hlt(cpu)
     assert cpu.reg[0] == 1
 
@@ -115,6 +118,7 @@ def test_a_write_into_the_running_block_takes_effect_at_the_next_instruction():
 def test_page_fault_inside_a_block_reports_the_faulting_instruction():
     # inc eax ; inc eax ; mov ebx, [0x40000] (page not present) ; inc eax ; hlt
     cpu = flat32_cpu(b"\x40\x40\x8b\x1d\x00\x00\x04\x00\x40\xf4", paging=True)
+    cpu.block_threshold = 1  # compile at the first visit
     cpu.memory.ram[0x101000 + 4 * 0x40:0x101000 + 4 * 0x40 + 4] = b"\x00" * 4
     cpu.tlb_flush()
     from pyv86.cpu import _exec
@@ -140,6 +144,7 @@ def test_page_fault_inside_a_block_reports_the_faulting_instruction():
 def test_blocks_in_real_mode_use_16bit_addressing():
     # mov ax, [bx+si+2] ; add ax, 1 ; jmp short +0 ; hlt   (twice, to run the compiled block)
     cpu = real_mode_cpu(b"\x8b\x40\x02\x83\xc0\x01\xeb\x00\xf4")
+    cpu.block_threshold = 1  # compile at the first visit
     cpu.memory.ram[0x3012:0x3014] = b"\x41\x00"
     cpu.reg[3], cpu.reg[6] = 0x3000, 0x10
     run_until_hlt(cpu)
@@ -165,6 +170,7 @@ def test_blocks_hand_other_instructions_to_the_interpreter_in_line():
     results = []
     for blocks in (True, False):
         cpu = flat32_cpu(code)
+        cpu.block_threshold = 1  # compile at the first visit
         cpu.use_blocks = blocks
         cpu.reg[0], cpu.reg[3], cpu.reg[1], cpu.reg[7] = 7, 3, 4, 0x6000
         run_until_hlt(cpu)
@@ -180,6 +186,7 @@ def test_blocks_hand_other_instructions_to_the_interpreter_in_line():
 def test_a_fault_in_an_interpreted_instruction_inside_a_block_restores_esp():
     # inc eax ; pusha (ESP just above a missing page: faults after nothing is committed) ; hlt
     cpu = flat32_cpu(b"\xeb\x00\x40\x60\xf4", paging=True)
+    cpu.block_threshold = 1  # compile at the first visit
     cpu.memory.ram[0x101000 + 4 * 0x40:0x101000 + 4 * 0x40 + 4] = b"\x00" * 4
     cpu.tlb_flush()
     cpu.reg[4] = 0x41010
@@ -198,3 +205,13 @@ def test_a_fault_in_an_interpreted_instruction_inside_a_block_restores_esp():
         _exec.deliver = orig
     assert seen == [(14, 0x1003, 0x41010, 1)]
     assert any(b.n >= 2 for b in cpu.icache.values())  # inc + pusha ran as one block
+
+
+def test_only_code_that_runs_repeatedly_is_compiled_by_default():
+    # mov ecx, 100 ; l: inc eax ; dec ecx ; jnz l ; hlt
+    cpu = flat32_cpu(b"\xb9\x64\x00\x00\x00\x40\x49\x75\xfc\xf4")
+    assert cpu.block_threshold > 1
+    run_until_hlt(cpu)
+    compiled = {phys for phys, b in cpu.icache.items() if b.n}
+    assert compiled == {0x1005}  # the loop body; the run-once mov and hlt stay interpreted
+    assert cpu.reg[0] == 100

@@ -39,6 +39,7 @@ def run(cpu: Any, budget: int) -> int:
     use_blocks = cpu.use_blocks and cpu.trace is None
     icache = cpu.icache
     tlb_r = cpu.tlb_r
+    hot = cpu.hot
     while executed < budget:
         if cpu._stop:
             break
@@ -72,6 +73,15 @@ def run(cpu: Any, budget: int) -> int:
                 phys = t | (lin & 0xFFF)
                 blk = icache.get(phys)
                 if blk is None:
+                    # compile only code that runs repeatedly: compiling costs about as
+                    # much as interpreting a few hundred instructions
+                    seen = hot.get(phys, 0) + 1
+                    if seen < cpu.block_threshold:
+                        if len(hot) > 0x40000:
+                            hot.clear()  # bound the bookkeeping for run-once code
+                        hot[phys] = seen
+                        break
+                    hot.pop(phys, None)
                     blk = compile_block(cpu, phys, eip)
                 n = blk.n
                 if not n or n > budget - executed or blk.eip != eip or blk.mode != mode or \

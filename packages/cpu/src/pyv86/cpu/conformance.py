@@ -79,6 +79,7 @@ class Runner:
         cpu.flush_caches()
         error: Optional[str] = None
         cpu.use_blocks = self.blocks
+        cpu.block_threshold = 1  # compile at the first visit
         try:
             if self.blocks:
                 # prime the TLB so the instruction under test runs as a compiled block

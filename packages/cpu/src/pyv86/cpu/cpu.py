@@ -140,6 +140,8 @@ class CPU:
         self.code_pages: Dict[int, List[int]] = {}
         self.code_gen = 0            # bumped whenever decoded code is dropped
         self.use_blocks = True       # compile hot code to Python (see _blocks.py)
+        self.block_threshold = 16    # compile a block on its 16th visit
+        self.hot: Dict[int, int] = {}  # visits of not-yet-compiled block starts
         self.ram = self.memory.ram
         self.page_kind = self.memory.page_kind
 
@@ -190,6 +192,7 @@ class CPU:
         self.tlb_w.clear()
         self.icache.clear()
         self.code_pages.clear()
+        self.hot.clear()
         self.code_gen += 1
         self.ram = self.memory.ram
         self.page_kind = self.memory.page_kind
