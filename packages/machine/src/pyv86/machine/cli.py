@@ -70,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--mac-address", metavar="MAC", help="the card's MAC (default random)")
     r.add_argument("--preserve-mac-from-state-image", action="store_true")
     r.add_argument("--mac-address-translation", action="store_true")
-    r.add_argument("--clock", choices=("realtime", "deterministic"), default="realtime")
+    r.add_argument("--clock", choices=("realtime", "deterministic"), default="deterministic",
+                   help="deterministic (default): guest time from instructions, idle time "
+                   "skipped, reproducible; realtime: guest time follows the wall clock")
+    r.add_argument("--seed", type=int, default=0,
+                   help="deterministic mode: seed of the card's random MAC (default 0; give "
+                   "machines on one network different seeds or MACs)")
     r.add_argument("--max-instructions", type=_positive_int, metavar="N")
     r.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
                    help="stop after this much wall time")
@@ -183,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
                           mac_address=args.mac_address,
                           preserve_mac_from_state_image=args.preserve_mac_from_state_image,
                           mac_address_translation=args.mac_address_translation,
-                          clock=args.clock, serial_output=write)
+                          clock=args.clock, seed=args.seed, serial_output=write)
     except MachineConfigError as exc:
         print(f"pyv86 run: {exc}", file=sys.stderr)
         if out_file is not None:

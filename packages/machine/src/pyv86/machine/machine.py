@@ -131,7 +131,7 @@ class Machine:
         mac_address: Optional[str] = None,
         preserve_mac_from_state_image: bool = False,
         mac_address_translation: bool = False,
-        clock: str = "realtime",
+        clock: str = "deterministic",
         clock_hz: int = DEFAULT_HZ,
         rtc_time: Optional[int] = None,
         seed: int = 0,
