@@ -340,6 +340,39 @@ class _Gen:
         self.emit(f"    MW(cpu, {ea[0]}, {o}, {sz}, {w})")
         self.smc_check()
 
+    def push(self, value: str, sz: int) -> None:
+        """PUSH with the stack size known at compile time: write first, then move ESP."""
+        n = SIZES[sz]
+        w = self.var("w")
+        sp = self.var("s")
+        self.emit(f"{w} = {value}")
+        if self.stack32:
+            self.emit(f"{sp} = (R[4] - {n}) & 0xFFFFFFFF")
+        else:
+            self.emit(f"{sp} = (R[4] - {n}) & 0xFFFF")
+        o, lv, t = self._lookup(2, sp, n, True)
+        self.emit(f"if {t} is not None:")
+        self.emit(f"    {t} |= {lv} & 0xFFF")
+        self._ram_write(t, n, w, "    ")
+        self.emit("else:")
+        self.emit(f"    MW(cpu, 2, {o}, {sz}, {w})")
+        if self.stack32:
+            self.emit(f"R[4] = {sp}")
+        else:
+            self.emit(f"R[4] = (R[4] & 0xFFFF0000) | {sp}")
+
+    def pop(self, sz: int) -> str:
+        """POP: read at SS:ESP, then move ESP; returns the value variable."""
+        n = SIZES[sz]
+        sp = self.var("s")
+        self.emit(f"{sp} = R[4]" if self.stack32 else f"{sp} = R[4] & 0xFFFF")
+        v = self.mem_read(2, sp, sz)
+        if self.stack32:
+            self.emit(f"R[4] = ({sp} + {n}) & 0xFFFFFFFF")
+        else:
+            self.emit(f"R[4] = (R[4] & 0xFFFF0000) | (({sp} + {n}) & 0xFFFF)")
+        return v
+
     def smc_check(self) -> None:
         # the write may have hit this block's own page: stop after this instruction
         self.emit("if cpu.code_gen != G:")
@@ -574,12 +607,11 @@ class _Gen:
                 raise _Unsupported()
         elif 0x50 <= op <= 0x57:
             self.fault_point()
-            self.emit(f"PUSH(cpu, {self.rget(osz, op & 7)}, {osz})")
+            self.push(self.rget(osz, op & 7), osz)
             self.smc_check()
         elif 0x58 <= op <= 0x5F:
             self.fault_point()
-            v = self.var("v")
-            self.emit(f"{v} = POP(cpu, {osz})")
+            v = self.pop(osz)
             self.rset(osz, op & 7, v)
         elif op == 0x90:
             pass
@@ -620,7 +652,7 @@ class _Gen:
             nxt = self.next_eip()
             target = (nxt + d) & MASKS[osz]
             self.max_target = max(self.max_target, target)
-            self.emit(f"PUSH(cpu, {nxt}, {osz})")
+            self.push(str(nxt), osz)
             self.emit(f"cpu.eip = {target}")
             self.emit(f"return {self.k + 1}")
             self.done = True
@@ -629,7 +661,7 @@ class _Gen:
             t = self.var("t")
             sp = self.var("sp")
             self.emit(f"{sp} = R[4]")
-            self.emit(f"{t} = POP(cpu, {osz})")
+            self.emit(f"{t} = {self.pop(osz)}")
             self.emit(f"if {t} > cpu.slimit[1]:")
             self.emit(f"    R[4] = {sp}")
             self.emit("    raise CPUFault(13, 0)")
