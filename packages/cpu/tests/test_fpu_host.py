@@ -373,7 +373,7 @@ case("m80_values_multiply_exactly_rounded", ext(0, 0x3FFF, 0xAAAAAAAAAAAAAAAB)
 
 # seeded random sequences (deterministic): moderate magnitudes so results stay inside the
 # double exponent range, all exceptions masked, every rounding mode
-def _random_cases(seed: int, count: int) -> None:
+def _random_cases(seed: int, count: int, wide: bool = False) -> None:
     import random
     rnd = random.Random(seed)
     pool = [0.0, -0.0, 1.0, -1.0, 0.5, 3.0, 10.0, 0.1, -2.75, 1e-9, 7e9, 123.456, -0.3,
@@ -411,15 +411,25 @@ def _random_cases(seed: int, count: int) -> None:
         lambda: f"fstp tbyte ptr [ebx+{256 + 10 * rnd.randrange(8)}]",
         lambda: f"fldcw word ptr [ebx+{400 + 2 * rnd.randrange(4)}]",
     ]
+    if wide:   # 80-bit operands: 64-bit significands, exact in the registers
+        menu += [lambda: f"fld tbyte ptr [ebx+{336 + 10 * rnd.randrange(6)}]"] * 4
+        menu += [lambda: rnd.choice(["fldpi", "fldl2e", "fldln2", "fldlg2", "fldl2t"])]
+        menu += [lambda: "fscale", lambda: "fnsave [ebx+128]\n\tfld1\n\tfrstor [ebx+128]",
+                 lambda: "fnstenv [ebx+200]\n\tfldz\n\tfldenv [ebx+200]"]
     for n in range(count):
         data = b"".join(f64(rnd.choice(pool)) for _ in range(16))
+        data += bytes(336 - len(data))
+        for _ in range(6):
+            data += ext(rnd.randrange(2), 0x3FFF + rnd.randrange(-40, 40),
+                        (1 << 63) | rnd.getrandbits(63))
         data += bytes(400 - len(data)) + b"".join(i16(0x027F | (rc << 10)) for rc in range(4))
         steps = [rnd.choice(menu)() for _ in range(rnd.randrange(3, 10))]
-        case(f"random_{seed}_{n}", data, *steps, cw=0x027F | (rnd.randrange(4) << 10),
+        case(f"random{'_wide' if wide else ''}_{seed}_{n}", data, *steps, cw=0x027F | (rnd.randrange(4) << 10),
              eflags=rnd.choice([0x202, 0x203, 0x242, 0x246, 0x2C7]))
 
 
 _random_cases(1, 1000)
+_random_cases(2, 2000, wide=True)
 
 case("fxtract_stack_overflow", f64(1.5), *(["fld qword ptr [ebx]"] * 8), "fxtract")
 case("fxtract_nan_stack_overflow", f64(float("nan")), *(["fld qword ptr [ebx]"] * 8), "fxtract")
@@ -428,6 +438,17 @@ case("fxtract_after_overflow_c1", f64(1.5), *(["fld qword ptr [ebx]"] * 9), "fin
 case("ffree_after_overflow_c1", f64(1.5), *(["fld qword ptr [ebx]"] * 9), "ffree st(0)")
 case("fcmov_keeps_c1", f64(1.5), *(["fld qword ptr [ebx]"] * 9), "fcmovnu st, st(1)")
 case("fld_sti_empty_with_full_st7", f64(1.5), "fld qword ptr [ebx]", "fst st(7)", "fld st(4)")
+
+# beyond the double exponent range: registers keep the 80-bit range (results in the shadow)
+case("fmul_beyond_double_range", f64(1e300) + f64(1e10), "fld qword ptr [ebx]",
+     "fmul qword ptr [ebx+8]", "fld st(0)", "fmul qword ptr [ebx+8]", "fst qword ptr [ebx+128]",
+     "fdiv qword ptr [ebx]", "fdiv qword ptr [ebx]", "fst qword ptr [ebx+136]")
+case("fdiv_below_double_range", f64(1e-300) + f64(1e10), "fld qword ptr [ebx]",
+     "fdiv qword ptr [ebx+8]", "fst qword ptr [ebx+128]", "fmul qword ptr [ebx+8]",
+     "fmul qword ptr [ebx+8]", "fst qword ptr [ebx+136]")
+case("fscale_beyond_double_range", f64(1.0) + f64(-1075.0) + f64(2000.0),
+     "fld qword ptr [ebx+8]", "fld qword ptr [ebx]", "fscale", "fstp qword ptr [ebx+128]",
+     "fld qword ptr [ebx+16]", "fld1", "fscale", "fst dword ptr [ebx+136]")
 
 
 # ---------------------------------------------------------------------------- the host side

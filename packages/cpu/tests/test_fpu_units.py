@@ -319,13 +319,21 @@ def test_fild_fistp_m64_copies_any_64bit_integer_exactly() -> None:
         assert f.status_word() & 0x3F == 0
 
 
-def test_double_range_overflow_is_reported_as_overflow() -> None:
-    """Documented difference: registers overflow at the double range (hardware: 1e4932)."""
+def test_results_beyond_the_double_range_keep_the_80bit_exponent_range() -> None:
+    """An x87 with PC=double overflows at 1.2e4932, not at 1.8e308: such results live in the
+    80-bit shadow, and only a store to m64 overflows (OE|PE, masked response infinity)."""
     f, m = FPU(), Mem()
     fld64(f, m, 1e300)
     m.put(0x100, struct.pack("<d", 1e10))
-    run(f, m, 0xDC, 0x0D, 0x100)         # FMUL m64
-    assert f.st_value(0) == math.inf and f.status_word() & 0x28 == 0x28
+    run(f, m, 0xDC, 0x0D, 0x100)         # FMUL m64: 1e310
+    assert f.status_word() & 0x08 == 0
+    assert f.st_ext(0) >> 64 == 0x3FFF + 1029          # 2**1029 < 1e310 < 2**1030
+    m.put(0x108, struct.pack("<d", 1e-20))
+    run(f, m, 0xDC, 0x0D, 0x108)         # FMUL m64: back to 1e290, a double again
+    assert f.st_value(0) == pytest.approx(1e290, rel=1e-15)
+    run(f, m, 0xDC, 0x0D, 0x100)         # 1e300 again, then overflow only at the store
+    run(f, m, 0xDC, 0x0D, 0x100)
+    assert fst64(f, m) == math.inf and f.status_word() & 0x28 == 0x28
 
 
 _finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e250, max_value=1e250)

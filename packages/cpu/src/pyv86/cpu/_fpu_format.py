@@ -338,3 +338,68 @@ def sqrt_parts(mant: int, e2: int, rc: int) -> Tuple[float, int, bool]:
     sticky = 1 if root * root != big else 0
     bits, flags, away = encode_binary(0, (root << 1) | sticky, (e2 - 2 * s) // 2 - 1, rc, F64)
     return b2f(bits), flags, away
+
+
+def round_wide(neg: int, mant: int, e2: int, rc: int) -> Tuple[int, int, bool]:
+    """Round an exact non-zero value to 53 significant bits with the 80-bit exponent range
+    (a real x87 with precision control at double): ``(80-bit image, flags, away)``."""
+    tiny = e2 + mant.bit_length() - 1 < -16382
+    q, ue, inexact, away = round_mant(neg, mant, e2, 53, -16445, rc)
+    if q >> 53:
+        q >>= 1
+        ue += 1
+    flags = PE if inexact else 0
+    if q == 0:
+        return neg << 79, (flags | UE) if inexact else flags, away
+    n = q.bit_length()
+    biased = ue + n - 1 + 16383
+    if biased >= 0x7FFF:
+        to_inf = rc == 0 or (rc == 1 and neg == 1) or (rc == 2 and neg == 0)
+        if to_inf:
+            return (neg << 79) | (0x7FFF << 64) | INT_BIT, OE | PE, True
+        return (neg << 79) | (0x7FFE << 64) | (((1 << 53) - 1) << 11), OE | PE, False
+    if tiny and inexact:
+        q2, ue2, _, _ = round_mant(neg, mant, e2, 53, -(1 << 30), rc)
+        if ue2 + q2.bit_length() - 1 < -16382:
+            flags |= UE
+    if biased <= 0:   # an 80-bit denormal: exponent field 0, unit 2**-16445
+        return (neg << 79) | (q << (ue + 16445)), flags, away
+    return (neg << 79) | (biased << 64) | (q << (64 - n)), flags, away
+
+
+def fraction_wide(x: Fraction, rc: int) -> Tuple[int, int, bool]:
+    """``round_wide`` of an exact non-zero rational."""
+    neg = int(x < 0)
+    num = abs(x.numerator)
+    den = x.denominator
+    k = 55 + den.bit_length() - num.bit_length()
+    if k >= 0:
+        q, r = divmod(num << k, den)
+    else:
+        q, r = divmod(num, den << -k)
+    return round_wide(neg, (q << 1) | (1 if r else 0), -k - 1, rc)
+
+
+def exact_to_ext(neg: int, mant: int, e2: int) -> Optional[int]:
+    """80-bit image of an exact value if it is representable without rounding, else None
+    (normal numbers with up to 64 significant bits, and 80-bit denormals)."""
+    if mant == 0:
+        return neg << 79
+    n = mant.bit_length()
+    biased = e2 + n - 1 + 16383
+    if biased >= 0x7FFF:
+        return None
+    if biased > 0:
+        if n > 64:
+            low = n - 64
+            if mant & ((1 << low) - 1):
+                return None
+            mant >>= low
+            n = 64
+        return (neg << 79) | (biased << 64) | (mant << (64 - n))
+    shift = e2 + 16445           # denormal: a multiple of 2**-16445 below 2**-16382
+    if shift < 0:
+        if mant & ((1 << -shift) - 1):
+            return None
+        return (neg << 79) | (mant >> -shift)
+    return (neg << 79) | (mant << shift)

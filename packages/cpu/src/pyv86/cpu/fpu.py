@@ -257,6 +257,21 @@ def _frac(v: float, raw: Optional[int]) -> Optional[F.Fraction]:
     return None
 
 
+def _exact_value(kind: int, fa: Optional[F.Fraction], fb: Optional[F.Fraction]) -> F.Fraction:
+    assert fa is not None and fb is not None
+    if kind == 0:
+        return fa + fb
+    if kind == 1:
+        return fa * fb
+    if kind == 4:
+        return fa - fb
+    if kind == 5:
+        return fb - fa
+    if kind == 6:
+        return fa / fb
+    return fb / fa
+
+
 def _exact_arith(kind: int, a: float, b: float, ra: Optional[int], rb: Optional[int], rc: int
                  ) -> Tuple[float, int, bool]:
     """An arithmetic operation where an operand has more than 53 significant bits: the
@@ -270,22 +285,15 @@ def _exact_arith(kind: int, a: float, b: float, ra: Optional[int], rb: Optional[
     if fa is None or fb is None:
         return _ARITH[kind](a, b, rc)
     if not fa or not fb:
-        # zeros: exact in the double path unless a wide operand passes through an add/sub
-        if kind in (1, 6, 7) or (not fa and not fb):
-            return _ARITH[kind](a, b, rc)
+        if not fa and not fb:
+            return _ARITH[kind](a, b, rc)          # two zeros: the double path is exact
+        neg = (math.copysign(1.0, a) < 0) != (math.copysign(1.0, b) < 0)
+        if kind == 1 or (kind == 6 and not fa) or (kind == 7 and not fb):
+            return (-0.0 if neg else 0.0), 0, False
+        if kind in (6, 7):                         # finite non-zero divided by zero
+            return (-INF if neg else INF), ZE, False
     de = DE if ca == 2 or cb == 2 else 0    # an 80-bit denormal operand
-    if kind == 0:
-        x = fa + fb
-    elif kind == 1:
-        x = fa * fb
-    elif kind == 4:
-        x = fa - fb
-    elif kind == 5:
-        x = fb - fa
-    elif kind == 6:
-        x = fa / fb
-    else:
-        x = fb / fa
+    x = _exact_value(kind, fa, fb)
     if not x:
         return (-0.0 if rc == 1 else 0.0), de, False
     r, fl, away = F.round_fraction(x, rc)
@@ -540,6 +548,11 @@ class FPU:
         n, m, e = F.float_parts(v)
         return 0, n, m, e
 
+    def _denormal(self, p: int) -> int:
+        """DE when register p holds an 80-bit denormal (a double never is one in 80 bits)."""
+        r = self.raw[p]
+        return DE if r is not None and F.ext_class(r) == 2 else 0
+
     def _underflow(self) -> bool:
         """Stack underflow: IE|SF with C1=0.  Returns True if masked (write indefinite)."""
         self.sw &= ~C1
@@ -577,6 +590,9 @@ class FPU:
         rc = (self.cw >> 10) & 3
         if ra is not None or rb is not None:
             r, fl, away = _exact_arith(kind, a, b, ra, rb, rc)
+            if fl & (OE | UE) or (r == 0.0 and fl & PE):
+                self._arith_wide(kind, pd, a, b, pop, flags, ra, rb, rc)
+                return
             if r != r:
                 rr = _nan_ext(a, ra, b, rb)
                 if self._signal(fl | flags):
@@ -589,12 +605,29 @@ class FPU:
                 return
         else:
             r, fl, away = _ARITH[kind](a, b, rc)
+            if fl & (OE | UE) or (r == 0.0 and fl & PE):
+                self._arith_wide(kind, pd, a, b, pop, flags, ra, rb, rc)
+                return
         if fl & (IE | ZE):
             flags &= ~DE      # invalid and zero-divide take precedence (SDM vol. 1, 8.5)
         if self._signal(fl | flags):
             return
         self._set_c1(away)
         self._write(pd, r)
+        if pop:
+            self._pop()
+
+    def _arith_wide(self, kind: int, pd: int, a: float, b: float, pop: bool, flags: int,
+                    ra: Optional[int], rb: Optional[int], rc: int) -> None:
+        """A result outside the double range: computed exactly and kept in the 80-bit shadow
+        with the 80-bit exponent range (overflow/underflow only where the x87 has them)."""
+        x = _exact_value(kind, _frac(a, ra), _frac(b, rb))
+        raw, fl, away = F.fraction_wide(x, rc)
+        if self._signal(fl | flags):
+            return
+        self._set_c1(away)
+        self.full[pd] = True
+        self._set_raw(pd, raw)
         if pop:
             self._pop()
 
@@ -657,8 +690,7 @@ class FPU:
                 return (eflags & ~_EFL_CMP_MASK) | 0x45
             return eflags
         rel, fl = _compare(self.st[p0], self.st[pi], quiet, self.raw[p0], self.raw[pi])
-        self.sw &= ~C1
-        if self._signal(fl):
+        if self._signal(fl):     # C1 is left alone (as the hardware does)
             return eflags
         if pop:
             self._pop()
@@ -1212,7 +1244,7 @@ class FPU:
         if raw is not None:
             _, m, e = F.ext_parts(raw)
             r, fl, away = F.sqrt_parts(m, e, rc)
-            self._unary_result(p0, r, fl, away)
+            self._unary_result(p0, r, fl | self._denormal(p0), away)
             return
         r = math.sqrt(a)
         if 2.0 ** -900 < a < 2.0 ** 900:
@@ -1238,8 +1270,11 @@ class FPU:
             self.sw &= ~C1
             return
         n, inexact, away = F.int_round(neg, mant, e2, (self.cw >> 10) & 3)
-        r = math.copysign(float(n), -1.0 if neg else 1.0)
-        self._unary_result(p0, r, PE if inexact else 0, away)
+        if self._signal(PE if inexact else 0):
+            return
+        self._set_c1(away)
+        self.full[p0] = True
+        self._set_raw(p0, F.parts_to_ext(neg, -n if n < 0 else n, 0))   # exact, up to 64 bits
 
     def _fscale(self) -> None:
         p0 = self.top
@@ -1262,13 +1297,34 @@ class FPU:
                 self._unary_result(p0, math.copysign(0.0, a) if a not in (INF, -INF) else a, 0)
             return
         if a == 0.0 or a in (INF, -INF):
-            self._unary_result(p0, a, 0)
+            if self._signal(self._denormal(p1)):
+                return
+            self.sw &= ~C1      # zero and infinity scale to themselves
             return
         n = int(b)
         n = max(-100000, min(100000, n))
-        neg, mant, e2 = F.float_parts(a)
-        bits, fl, away = F.encode_binary(neg, mant, e2 + n, (self.cw >> 10) & 3, F.F64)
-        self._unary_result(p0, F.b2f(bits), fl, away)
+        # the result is kept exactly in the 80-bit shadow, with the 80-bit exponent range
+        _, neg, mant, e2 = self._exact(p0)
+        rc = (self.cw >> 10) & 3
+        biased = e2 + n + mant.bit_length() - 1 + 16383
+        away = False
+        if biased >= 0x7FFF:
+            fl = OE | PE
+            away = rc == 0 or (rc == 1 and neg == 1) or (rc == 2 and neg == 0)
+            raw = (neg << 79) | ((0x7FFF << 64) | F.INT_BIT if away else (0x7FFE << 64) | F.MASK64)
+        elif biased <= 0:
+            q, ue, inexact, away = F.round_mant(neg, mant, e2 + n, 64, -16445, rc)
+            q <<= ue + 16445          # as a multiple of the smallest 80-bit denormal
+            fl = UE | PE if inexact else 0
+            raw = (neg << 79) | ((1 << 64) | q if q >> 63 else q)
+        else:
+            fl = 0
+            raw = F.parts_to_ext(neg, mant, e2 + n)
+        fl |= self._denormal(p0) | self._denormal(p1)
+        if self._signal(fl):
+            return
+        self._set_c1(away)
+        self._set_raw(p0, raw)
 
     def _fxtract(self) -> None:
         p0 = self.top
@@ -1334,15 +1390,18 @@ class FPU:
             self.sw &= ~C2
             self._unary_result(p0, r, fl)
             return
-        if b == 0.0 or a in (INF, -INF):
+        ca, na, ma, ea = self._exact(p0)     # classes from the 80-bit value when kept
+        cb, _, mb, eb = self._exact(p1)
+        if (cb == 0 and mb == 0) or ca == 3:
             self.sw &= ~C2
             self._unary_result(p0, IND, IE)
             return
-        if a == 0.0 or b in (INF, -INF):
+        de = self._denormal(p0) | self._denormal(p1)
+        if self._signal(de):
+            return
+        if (ca == 0 and ma == 0) or cb == 3:
             self.sw &= ~(C0 | C1 | C2 | C3)
             return
-        na, ma, ea = F.float_parts(a)
-        _, mb, eb = F.float_parts(b)
         d = (ea + ma.bit_length()) - (eb + mb.bit_length())
         e = min(ea, eb)
         A = ma << (ea - e)
@@ -1373,8 +1432,12 @@ class FPU:
         if R == 0:
             self._write(p0, -0.0 if na else 0.0)
             return
-        bits, fl, _ = F.encode_binary(rneg, R, e, 0, F.F64)
-        self._write(p0, F.b2f(bits))
+        img = F.exact_to_ext(rneg, R, e)     # the remainder is exact
+        if img is not None:
+            self._set_raw(p0, img)
+        else:
+            bits, fl, _ = F.encode_binary(rneg, R, e, 0, F.F64)
+            self._write(p0, F.b2f(bits))
 
     # transcendental functions
     def _trig(self, fn: Callable[[float], float], zero_exact: bool) -> Optional[Tuple[int, float]]:
