@@ -228,3 +228,16 @@ def test_run_can_continue_after_an_instruction_limit():
     assert second.reason == "poweroff"
     assert m.console == b"OK:again"
     assert m.cpu.instruction_count == first.instructions + second.instructions
+
+
+def test_realtime_hlt_sleeps_and_guest_time_follows_the_wall_clock():
+    m = machine(bzimage=bzimage(STI_HLT), clock="realtime")
+    m.io.write(0x21, 0xFF, 1)  # IRQ0 masked: the PIT ticks but the CPU stays in HLT
+    m.io.write(0x43, 0x34, 1)
+    m.io.write(0x40, 0x9C, 1)
+    m.io.write(0x40, 0x2E, 1)  # 100 Hz
+    r = m.run(time_limit=0.3)
+    assert r.reason == "time-limit"
+    assert 0.25 < m.guest_seconds() < 3.0
+    assert m.cpu.instruction_count < 100  # it slept instead of spinning
+    assert 20 <= m.pit.irq_count <= 300
