@@ -6,23 +6,26 @@ touches CPU registers other than the EFLAGS value it is given and returns.
 
 Precision (where this differs from 80-bit hardware)
 ---------------------------------------------------
-Registers hold Python floats (IEEE doubles): arithmetic (FADD..FDIVR, FSQRT, FPREM...)
-rounds to 53 bits and to the double exponent range, i.e. behaves like a real x87 with
-precision control set to "double" (PC=10b, the Windows/FreeBSD default) except that
-intermediate results overflow above 1.8e308 and become denormal below 2.2e-308 where the
-hardware's 15-bit exponent would not.  Precision control itself is stored but ignored.
-All four rounding-control modes are honoured for FADD/FSUB/FMUL/FDIV/FSQRT results (via
-exact error terms), for every store to m16/m32/m64 integer, m32 real, BCD, and for FRNDINT.
-Precision (PE), underflow (UE), overflow (OE), zero-divide (ZE), denormal-operand (DE, for
-m32/m64 operands) and invalid (IE) flags and C1 (rounded away from zero) follow the double
-model.  Transcendentals use the host libm (exact argument reduction rather than the x87's
-66-bit pi; C1 is cleared rather than reporting the rounding direction).
+Registers hold Python floats (IEEE doubles) plus an optional exact 80-bit shadow image.
+FADD/FSUB/FMUL/FDIV (all forms), FSQRT and the integer-operand forms round to 53 bits,
+i.e. they behave like a real x87 with precision control set to double (PC=10b, the
+Windows/FreeBSD default); precision control itself is stored but not applied, so code
+running with PC=extended (the Linux default) sees double-rounded results.  The exponent
+range is the 80-bit one: a result beyond the double range is computed exactly and kept in
+the shadow (its float is then infinity or zero), so overflow and underflow happen where
+the x87 has them and a later FST m64 reports them.  All four rounding-control modes are
+honoured for these results (via exact error terms: TwoSum, Dekker products, rationals as a
+fallback), for every store to m16/m32/m64 integer, m32/m64 real, BCD, for FRNDINT and the
+FLD constants.  PE, UE, OE, ZE, DE and IE and C1 (rounded away from zero) follow.
 
-So that nothing is lost by moving values around, every register also keeps an optional
-exact 80-bit shadow: values loaded by FLD m80, FILD, FBLD, the FLD constants and FRSTOR /
-FLDENV / restore_state are stored bit-exactly again by FSTP m80, FIST(P), FBSTP, FNSAVE
-and save_state as long as no arithmetic touched them (so 64-bit integers copied with
-FILD/FISTP m64 and context switches through FNSAVE/FRSTOR are exact).
+The shadow makes moves exact: values loaded by FLD m80, FILD m64 beyond 2**53, FBLD, the
+FLD constants and FRSTOR / FLDENV / restore_state are stored bit-exactly again by FSTP
+m80, FIST(P), FBSTP, FNSAVE and save_state; arithmetic on such an operand is computed
+exactly and rounded once (as the x87 does with PC=double); FRNDINT, FPREM/FPREM1,
+FSCALE, FXTRACT, FABS, FCHS, compares and FXAM use the exact 80-bit value too.
+Transcendentals (FSIN FCOS FSINCOS FPTAN FPATAN F2XM1 FYL2X FYL2XP1) use the host libm on
+doubles: exact argument reduction instead of the x87's 66-bit pi, results within an ulp
+of the double result, C1 cleared instead of reporting the rounding direction.
 
 Exceptions
 ----------
