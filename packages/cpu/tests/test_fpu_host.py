@@ -450,6 +450,11 @@ case("fscale_beyond_double_range", f64(1.0) + f64(-1075.0) + f64(2000.0),
      "fld qword ptr [ebx+8]", "fld qword ptr [ebx]", "fscale", "fstp qword ptr [ebx+128]",
      "fld qword ptr [ebx+16]", "fld1", "fscale", "fst dword ptr [ebx+136]")
 
+case("fnstenv_after_unmasked_exception", f64(1.0) + f64(0.0), "fld qword ptr [ebx]",
+     "fdiv qword ptr [ebx+8]", "fnstenv [ebx+128]", cw=0x027B)
+case("fnstenv_16bit_after_unmasked_exception", f64(1.0) + f64(0.0), "fld qword ptr [ebx]",
+     "fdiv qword ptr [ebx+8]", "data16 fnstenv [ebx+128]", "fnclex", cw=0x027B)
+
 
 # ---------------------------------------------------------------------------- the host side
 _ASM_HEAD = """\t.intel_syntax noprefix

@@ -124,6 +124,13 @@ def test_reserved_register_encodings_raise_ud(opcode: int, modrm: int) -> None:
     assert info.value.vector == 6
 
 
+def test_execute_rejects_non_x87_opcodes_and_memory_forms_without_address() -> None:
+    with pytest.raises(ValueError):
+        run(FPU(), Mem(), 0x90, 0xC0)
+    with pytest.raises(ValueError):
+        run(FPU(), Mem(), 0xDD, 0x05, None)
+
+
 @pytest.mark.parametrize("opcode,reg", [(0xD9, 1), (0xDB, 1), (0xDB, 4), (0xDB, 6), (0xDD, 1),
                                         (0xDD, 5), (0xDF, 1)])
 def test_reserved_and_sse3_memory_encodings_raise_ud(opcode: int, reg: int) -> None:

@@ -422,6 +422,8 @@ class FPU:
         protected-mode environment layout (pass False in real and virtual-8086 mode).
         Raises CPUFault(6) for encodings an i686 without SSE3 rejects; memory faults from
         ``mem`` propagate with no FPU state committed."""
+        if not 0xD8 <= opcode <= 0xDF:
+            raise ValueError(f"not an x87 opcode: {opcode:#x}")
         op = opcode & 7
         if modrm < 0xC0:
             if addr is None:
