@@ -172,3 +172,50 @@ tss_df:
     assert m.last_vector() == NO_VECTOR
     assert m.res(0) == 0x6FFFC
     assert m.res(1) == 0
+
+
+def test_fault_on_the_inner_stack_leaves_the_ring3_state_uncommitted(tmp_path: Path) -> None:
+    # INT 0x80 from ring 3 with ESP0 on a not-present page: the pushes fault before CS, SS,
+    # ESP or CPL change (SDM vol. 3 6.12.1), the #PF cannot be delivered either -> #DF
+    # through a task gate; the outgoing task's TSS then holds the ring 3 state of the INT.
+    m = Machine(tmp_path, """
+test:
+""" + PAGING_ON + """
+  mov dword [0x21000 + 0x4F*4], 0       ; the page below ESP0 is not present
+  mov dword [tss + 4], 0x50000          ; ESP0
+""" + TO_RING3 + """
+user:
+  mov ebx, 0x5151
+  int 0x80
+  hlt
+df_task:
+  mov eax, cr2
+  mov [RES+0], eax
+  mov eax, [tss + 0x4C]                 ; saved CS
+  mov [RES+4], eax
+  mov eax, [tss + 0x50]                 ; saved SS
+  mov [RES+8], eax
+  mov eax, [tss + 0x38]                 ; saved ESP
+  mov [RES+12], eax
+  mov eax, [tss + 0x34]                 ; saved EBX
+  mov [RES+16], eax
+  mov eax, [tss + 0x20]                 ; saved EIP: the INT instruction
+  mov [RES+20], eax
+  hlt
+align 4
+tss_df:
+  dd 0, 0, 0, 0, 0, 0, 0
+  dd 0x20000
+  dd A(df_task), 2
+  dd 0, 0, 0, 0, 0x9A00, 0, 0, 0
+  dd 0x10, 0x08, 0x10, 0x10, 0x10, 0x10
+  dd 0
+  dw 0, 0x68
+""", gdt_extra="  DESC A(tss_df), 0x67, 0x89, 0         ; 0x30 #DF task\n",
+        idt={8: ("start", 0x85, 0x30), 0x80: ("default_128", 0xEE)})
+    m.run()
+    assert m.last_vector() == NO_VECTOR
+    assert m.res(0) == 0x4FFFC
+    assert m.res(1) & 0xFFFF == 0x1B and m.res(2) & 0xFFFF == 0x23
+    assert m.res(3) == 0x8F00 and m.res(4) == 0x5151
+    assert m.mem.ram[m.res(5)] == 0xCD
