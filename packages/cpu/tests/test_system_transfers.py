@@ -258,3 +258,54 @@ test:
 """, gdt_extra="  dq 0x00CF12000000FFFF                 ; 0x30 writable data, not present\n")
     m.run()
     assert m.last_vector() == 12 and m.get32(0x7F04) == 0x30
+
+
+def test_286_call_gate_switches_stacks_with_word_frame_and_parameter(tmp_path: Path) -> None:
+    # A 16-bit call gate (type 4) copies its parameters as words and pushes SS, SP, CS, IP
+    # as words on the inner stack (SDM vol. 3 5.8.5). Caller and callee run in segments
+    # based at 0x10000 so their offsets fit in 16 bits; RETF 2 returns to ring 3.
+    m = Machine(tmp_path, """
+test:
+  mov ax, 0x23
+  mov ds, ax
+  mov es, ax
+  push dword 0x23
+  push dword 0x8F00
+  pushfd
+  push dword 0x43                       ; ring 3 code based at 0x10000
+  push dword user16 - 0x10000
+  iretd
+user16:
+  push word 0xBEEF
+  call 0x33:0                           ; 286 call gate
+  mov [RES+24], esp
+  mov ax, cs
+  mov [RES+28], eax
+  int3
+target16:
+  mov [RES+0], esp
+  movzx eax, word [esp]                 ; IP
+  mov [RES+4], eax
+  movzx eax, word [esp+2]               ; CS
+  mov [RES+8], eax
+  movzx eax, word [esp+4]               ; the parameter
+  mov [RES+12], eax
+  movzx eax, word [esp+6]               ; SP
+  mov [RES+16], eax
+  movzx eax, word [esp+8]               ; SS
+  mov [RES+20], eax
+  o16 retf 2
+""", gdt_extra="""
+  dw target16 - 0x10000, 0x38
+  db 1, 0xE4
+  dw 0                                  ; 0x30 286 call gate, DPL 3, 1 word parameter
+  DESC 0x10000, 0xFFFF, 0x9A, 0x4       ; 0x38 ring 0 code based at 0x10000
+  DESC 0x10000, 0xFFFF, 0xFA, 0x4       ; 0x40 ring 3 code based at 0x10000
+""", idt={3: ("default_3", 0xEE)})
+    m.run()
+    assert m.res(0) == 0x9F00 - 10
+    assert m.res(2) == 0x43
+    assert m.res(3) == 0xBEEF
+    assert m.res(4) == 0x8F00 - 2 and m.res(5) == 0x23
+    assert m.res(6) == 0x8F00 and m.res(7) & 0xFFFF == 0x43
+    assert m.last_vector() == 3
