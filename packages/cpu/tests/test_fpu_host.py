@@ -455,6 +455,13 @@ case("fnstenv_after_unmasked_exception", f64(1.0) + f64(0.0), "fld qword ptr [eb
 case("fnstenv_16bit_after_unmasked_exception", f64(1.0) + f64(0.0), "fld qword ptr [ebx]",
      "fdiv qword ptr [ebx+8]", "data16 fnstenv [ebx+128]", "fnclex", cw=0x027B)
 
+case("unmasked_precision_store_m32_still_written", f64(0.1), "fld qword ptr [ebx]",
+     "fstp dword ptr [ebx+128]", cw=0x025F)
+case("unmasked_precision_fist_still_written", f64(2.5), "fld qword ptr [ebx]",
+     "fistp word ptr [ebx+128]", cw=0x025F)
+case("unmasked_invalid_snan_store_not_written", ext(0, 0x7FFF, 0x8000000000000001),
+     "fld tbyte ptr [ebx]", "fstp qword ptr [ebx+128]", cw=0x027E)
+
 
 # ---------------------------------------------------------------------------- the host side
 _ASM_HEAD = """\t.intel_syntax noprefix

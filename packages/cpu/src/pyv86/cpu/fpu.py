@@ -768,7 +768,7 @@ class FPU:
         if unm & (OE | UE):  # unmasked OE/UE: memory not written, stack not popped, no PE
             self._signal(unm & (OE | UE))
             return
-        if not unm:
+        if not unm & IE:
             mem.write(addr, bits, size)
         if self._signal(flags):
             return
