@@ -207,6 +207,9 @@ def _mutations():
     yield "ram missing", lambda s: {k: v for k, v in s.items() if k != "ram"}
     yield "mar long", lambda s: {**s, "mar": bytes(9)}
     yield "dma unknown", lambda s: {**s, "dma": "sideways"}
+    yield "dma a list", lambda s: {**s, "dma": ["read"]}       # unhashable: not a TypeError
+    yield "dma bytes", lambda s: {**s, "dma": bytearray(b"read")}
+    yield "model a list", lambda s: {**s, "model": ["rtl8029"]}
     yield "overflow not bool", lambda s: {**s, "overflow": 1}
     yield "tx frame too long", lambda s: {**s, "tx_frame": bytes(2000)}
     yield "tx_remaining nan", lambda s: {**s, "tx_remaining": float("nan")}

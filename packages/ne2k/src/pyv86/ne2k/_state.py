@@ -126,7 +126,7 @@ def restore(card: NE2000, state: Dict[str, Any], mac_mode: str) -> None:
     c = card.chip
     ram = _bytes(state, "ram", c.ram_end - c.ram_start)
     dma = state.get("dma")
-    if dma not in _DMA:
+    if not isinstance(dma, str) or dma not in _DMA:
         raise ValueError(f"state field 'dma' must be one of {sorted(_DMA)}, got {dma!r}")
     overflow = _bool(state, "overflow")
     tx_frame = state.get("tx_frame")
