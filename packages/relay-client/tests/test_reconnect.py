@@ -192,3 +192,64 @@ async def test_backoff_doubles_with_jitter_up_to_the_maximum(short_tmp, seed, au
         assert 0 <= jitter <= d / 2
         assert t1 - t0 == pytest.approx(d / 2 + jitter)
     assert len({round(j, 6) for _, _, j in draws}) == len(draws)  # jitter: no two alike
+
+
+async def test_a_relay_that_accepts_and_drops_us_at_once_gets_growing_backoff(short_tmp, autojump_clock):
+    """A successful connection that carries nothing and dies at once (a relay that rejects
+    us after accepting, or speaks garbage) must not reset the backoff: otherwise the client
+    reconnects every `reconnect_initial_delay` forever. The delay grows as for failures."""
+    path = os.path.join(short_tmp, "drop.sock")
+    accepted = 0
+
+    async def drop(stream):
+        nonlocal accepted
+        accepted += 1
+        await stream.aclose()
+
+    rng = RecordingRandom(7)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_listeners, drop,
+                                        [trio.SocketListener(_unix_listen(path))])
+        async with open_relay(f"unix://{path}", reconnect_initial_delay=0.5,
+                              reconnect_max_delay=8.0, rng=rng):
+            await trio.sleep(60)
+        for listener in listeners:
+            await listener.aclose()
+        nursery.cancel_scope.cancel()
+    bounds = [bound for _, bound, _ in rng.draws]
+    assert accepted >= 6 and len(bounds) >= 6
+    assert bounds[:5] == pytest.approx([0.25, 0.5, 1.0, 2.0, 4.0])   # d/2, d doubling
+    assert max(bounds) == pytest.approx(4.0)                            # capped at max/2
+
+
+async def test_a_link_that_carried_a_frame_resets_the_backoff(short_tmp, autojump_clock):
+    """After a healthy link (the peer sent a frame), the first retry is quick again."""
+    path = os.path.join(short_tmp, "one.sock")
+    accepted = 0
+
+    async def one_frame_then_drop(stream):
+        nonlocal accepted
+        accepted += 1
+        await stream.send_all(len(frame(60)).to_bytes(4, "big") + frame(60))
+        await stream.aclose()
+
+    rng = RecordingRandom(8)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_listeners, one_frame_then_drop,
+                                        [trio.SocketListener(_unix_listen(path))])
+        async with open_relay(f"unix://{path}", reconnect_initial_delay=0.5,
+                              reconnect_max_delay=8.0, rng=rng):
+            await trio.sleep(10)
+        for listener in listeners:
+            await listener.aclose()
+        nursery.cancel_scope.cancel()
+    bounds = [bound for _, bound, _ in rng.draws]
+    assert len(bounds) >= 5 and set(bounds) == {0.25}
+
+
+def _unix_listen(path: str) -> trio.socket.SocketType:
+    import socket as _socket
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.listen(16)
+    return trio.socket.from_stdlib_socket(sock)

@@ -346,12 +346,22 @@ class Relay:
                 try:
                     async with self._transport.connect() as link:
                         self._connects += 1
-                        attempt = 0
                         self._set_state("connected")
                         if not started:
                             task_status.started()
                             started = True
-                        await self._serve(link)
+                        up_since = trio.current_time()
+                        frames_in = self._frames_in
+                        try:
+                            await self._serve(link)
+                        finally:
+                            # Only a link that proved healthy resets the backoff: one that
+                            # carried a frame from the peer or stayed up for the longest
+                            # backoff. A relay that accepts and drops us at once (or sends
+                            # garbage) is retried with growing delays, not hammered.
+                            if (self._frames_in > frames_in
+                                    or trio.current_time() - up_since >= self._max_delay):
+                                attempt = 0
                 except RelayConnectError as exc:
                     self._connect_failures += 1
                     self._last_error = str(exc)
