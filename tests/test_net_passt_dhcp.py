@@ -277,8 +277,9 @@ async def wire_to_card(relay, driver) -> None:
         driver.card.receive(frame)
 
 
-async def dhcp_arp_ping(driver, mac: bytes) -> dict:
-    """DISCOVER, OFFER, REQUEST, ACK, ARP for the gateway, ICMP echo to it."""
+async def dhcp_arp_ping(driver, mac: bytes, *, ping: bool) -> dict:
+    """DISCOVER, OFFER, REQUEST, ACK, ARP for the gateway, then (with `ping`) an ICMP echo
+    to it."""
     _, offer = await exchange(driver, dhcp_frame(mac, dpkt.dhcp.DHCPDISCOVER), dhcp_reply)
     opts = dict(offer.opts)
     assert opts[dpkt.dhcp.DHCP_OPT_MSGTYPE] == bytes([dpkt.dhcp.DHCPOFFER])
@@ -304,7 +305,7 @@ async def dhcp_arp_ping(driver, mac: bytes) -> dict:
 
     result = {"yiaddr": yiaddr, "gateway": gateway, "gateway_mac": gateway_mac,
               "server_mac": ack_eth.src, "ping": None}
-    if not _ping_sockets_allowed():
+    if not ping:
         return result
     ident = 0x3836
     icmp = dpkt.icmp.ICMP(type=dpkt.icmp.ICMP_ECHO,
@@ -326,9 +327,10 @@ def _ping_sockets_allowed() -> bool:
             low, high = (int(x) for x in fh.read().split())
     except (OSError, ValueError):
         return True
-    groups = {os.getgid(), *os.getgroups()}
     if os.geteuid() == 0:
-        groups.add(65534)   # passt drops to nobody/nogroup when started as root
+        groups = {65534}    # started as root, passt drops to nobody/nogroup
+    else:
+        groups = {os.getgid(), *os.getgroups()}
     return any(low <= g <= high for g in groups)
 
 
@@ -345,35 +347,46 @@ def passt_pids(socket_path: str) -> list[int]:
     return pids
 
 
-def test_linux_driver_on_an_rtl8029_gets_dhcp_arps_and_pings_the_passt_gateway():
-    async def main():
-        with trio.fail_after(40):
-            card = ne2k.NE2000(model="rtl8029", mac=IMAGE_MAC)
-            driver = LinuxNe2kPciDriver(card)
-            mac = driver.probe()
-            assert mac == IMAGE_MAC
-            async with relay_client.open_relay("passt:") as relay:
-                command = relay._transport.command
-                socket_path = command[command.index("--socket") + 1]
-                card.send = relay.send_nowait
-                driver.init(mac)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(wire_to_card, relay, driver)
-                    result = await dhcp_arp_ping(driver, mac)
-                    nursery.cancel_scope.cancel()
-                stats = card.statistics()
-                assert stats["tx_frames"] >= 4 and stats["rx_frames"] >= 3
-                assert driver.tx_done >= 4            # PTX seen by ei_interrupt for each send
-                assert driver.rx_errors == 0
-                assert relay.statistics().dropped_total == 0
-            if result["ping"] is None:
-                pytest.skip("host forbids unprivileged ICMP sockets (ping_group_range): "
-                            "DHCP and ARP checked, the gateway ping is not")
-        with trio.fail_after(5):
-            while passt_pids(socket_path):
-                await trio.sleep(0.02)
+async def run_linux_driver_on_passt(*, ping: bool) -> dict:
+    card = ne2k.NE2000(model="rtl8029", mac=IMAGE_MAC)
+    driver = LinuxNe2kPciDriver(card)
+    mac = driver.probe()
+    assert mac == IMAGE_MAC
+    with trio.fail_after(40):
+        async with relay_client.open_relay("passt:") as relay:
+            command = relay._transport.command
+            socket_path = command[command.index("--socket") + 1]
+            assert passt_pids(socket_path)
+            card.send = relay.send_nowait
+            driver.init(mac)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wire_to_card, relay, driver)
+                result = await dhcp_arp_ping(driver, mac, ping=ping)
+                nursery.cancel_scope.cancel()
+            sends = 3 + ping                          # DISCOVER, REQUEST, ARP (+ echo)
+            stats = card.statistics()
+            assert stats["tx_frames"] >= sends and stats["rx_frames"] >= sends
+            assert driver.tx_done >= sends            # PTX seen by ei_interrupt for each
+            assert driver.rx_errors == 0
+            assert relay.statistics().dropped_total == 0
+    with trio.fail_after(5):                          # closing the relay stopped passt
+        while passt_pids(socket_path):
+            await trio.sleep(0.02)
+    return result
 
-    trio.run(main)
+
+def test_linux_driver_on_an_rtl8029_gets_a_dhcp_lease_from_passt_and_arps_its_gateway():
+    result = trio.run(lambda: run_linux_driver_on_passt(ping=False))
+    # passt hands out the host's own address and its gateway (RFC 2131 OFFER/ACK)
+    assert result["yiaddr"] != b"\0" * 4 and result["gateway"] != result["yiaddr"]
+
+
+@pytest.mark.skipif(not _ping_sockets_allowed(),
+                    reason="the host forbids unprivileged ICMP sockets for passt's group "
+                           "(net.ipv4.ping_group_range), so passt cannot answer pings")
+def test_linux_driver_pings_the_passt_gateway_through_the_card():
+    result = trio.run(lambda: run_linux_driver_on_passt(ping=True))
+    assert result["ping"] is not None
 
 
 def test_mac_translation_after_restore_driver_keeps_old_mac_wire_sees_only_the_new(tmp_path):
@@ -397,7 +410,8 @@ def test_mac_translation_after_restore_driver_keeps_old_mac_wire_sees_only_the_n
                 clone.send = relay.send_nowait
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(wire_to_card, relay, driver)
-                    result = await dhcp_arp_ping(driver, old)   # the guest's view: old MAC
+                    result = await dhcp_arp_ping(driver, old,   # the guest's view: old MAC
+                                                 ping=_ping_sockets_allowed())
                     nursery.cancel_scope.cancel()
         stats = clone.statistics()
         assert stats["tx_translated"] >= 3 and stats["rx_translated"] >= 3
