@@ -24,7 +24,8 @@ def _unprivileged_ping_allowed() -> bool:
     """passt answers pings through ICMP "ping" sockets, which the kernel allows only to
     the groups in net.ipv4.ping_group_range (passt runs as nobody, gid 65534, under root)."""
     try:
-        lo, hi = map(int, open("/proc/sys/net/ipv4/ping_group_range").read().split())
+        with open("/proc/sys/net/ipv4/ping_group_range") as f:
+            lo, hi = map(int, f.read().split())
     except (OSError, ValueError):
         return True
     return lo <= 65534 <= hi
