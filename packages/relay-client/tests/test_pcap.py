@@ -43,3 +43,48 @@ def test_pcap_writer_refuses_writes_after_close(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="closed"):
         w.write(frame(60))
+
+
+class _FailingFile:
+    """A binary file whose writes fail after the pcap header (a full disk, ENOSPC)."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes > 1:
+            raise OSError(28, "No space left on device")
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.trio
+async def test_a_failing_capture_stops_capturing_but_never_drops_the_link():
+    """The capture is a diagnostic: a write error (disk full) must not be taken for a lost
+    link (which would reconnect and, on passt, restart passt) or stop the frames."""
+    import trio
+
+    from pyv86.relay_client import open_relay
+
+    with trio.fail_after(5):
+        async with open_relay("null:", capture=_FailingFile(), reconnect_initial_delay=0.01) as relay:
+            for i in range(5):
+                await relay.send(frame(60, seq=i))
+            while relay.statistics().frames_out < 5:
+                await trio.sleep(0.01)
+            await trio.sleep(0.05)
+            stats = relay.statistics()
+    assert stats.connects == 1 and stats.reconnects == 0
+    assert stats.frames_out == 5
+    assert "capture" in (stats.last_error or "") and "No space left" in stats.last_error
+
+
+@pytest.mark.parametrize("bad", [5, 1.5, None.__class__, object()])
+def test_capture_must_be_a_path_or_a_binary_file(bad):
+    with pytest.raises(TypeError, match="capture"):
+        PcapWriter(bad)

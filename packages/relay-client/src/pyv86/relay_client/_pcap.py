@@ -25,12 +25,15 @@ class PcapWriter:
     """
 
     def __init__(self, target: str | os.PathLike[str] | BinaryIO) -> None:
-        if isinstance(target, (str, os.PathLike)):
+        if isinstance(target, (str, bytes, os.PathLike)):
             self._file: BinaryIO = open(target, "wb")
             self._owned = True
-        else:
+        elif callable(getattr(target, "write", None)):
             self._file = target
             self._owned = False
+        else:
+            raise TypeError(f"capture must be a path or a binary file opened for writing, "
+                            f"got {type(target).__name__}")
         self.frames = 0
         self._file.write(_GLOBAL.pack(_MAGIC, 2, 4, 0, 0, _SNAPLEN, LINKTYPE_ETHERNET))
         self._file.flush()

@@ -324,6 +324,20 @@ class Relay:
         self._recv_recv.close()
         self._items.unpark_all()
 
+    def _capture_frame(self, frame: bytes) -> None:
+        """Write one frame to the capture. A failing capture (disk full, file closed) is
+        stopped and reported in ``last_error``; it never counts as a lost link."""
+        capture = self._capture
+        if capture is None:
+            return
+        try:
+            capture.write(frame)
+        except (OSError, ValueError) as exc:
+            self._capture = None
+            self._last_error = f"capture stopped: {exc}"
+            with contextlib.suppress(OSError, ValueError):
+                capture.close()
+
     def _close_capture(self) -> None:
         if self._capture is not None:
             self._capture.close()
@@ -439,7 +453,7 @@ class Relay:
             self._bytes_out += size
             if self._capture is not None:
                 for frame in batch:
-                    self._capture.write(frame)
+                    self._capture_frame(frame)
             self._changed.unpark_all()
 
     async def _pump_in(self, link: Link) -> None:
@@ -452,7 +466,7 @@ class Relay:
                 self._frames_in += 1
                 self._bytes_in += len(frame)
                 if self._capture is not None:
-                    self._capture.write(frame)
+                    self._capture_frame(frame)
                 try:
                     send.send_nowait(frame)  # no trip through the scheduler per frame
                 except trio.WouldBlock:
