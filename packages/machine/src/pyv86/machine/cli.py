@@ -258,6 +258,9 @@ def _run(args: argparse.Namespace) -> int:
             term.close()
         if out_file is not None:
             out_file.close()
+    if (not quiet and args.serial == "stdio" and machine.console
+            and not machine.console.endswith(b"\n")):
+        sys.stderr.write("\n")  # the status line starts on a line of its own
     words = {"poweroff": "the guest powered off", "reset": "the guest reset",
              "instruction-limit": "instruction limit reached", "time-limit": "time limit reached",
              "idle": "the guest is idle for ever", "stopped": "stopped",
