@@ -318,3 +318,33 @@ def test_statistics_report_macs_as_text_and_count_traffic():
     assert st["mac"] == st["guest_mac"] == "00:22:15:aa:bb:cc"
     assert (st["rx_frames"], st["rx_bytes"], st["rx_dropped_filtered"]) == (1, 70, 1)
     assert st["running"] and st["irq_level"] == 1 and not st["translating"]
+
+
+def test_under_translation_wire_frames_for_the_image_mac_belong_to_another_machine(image):
+    """With mac_address_translation the card's MAC on the wire is the fresh one. Frames on
+    the wire still addressed to the image's MAC are for the machine that keeps it (the
+    original, or a clone restored with preserve_mac_from_state_image): a card with the
+    fresh MAC does not receive them, or the clone's guest would take the original's traffic
+    as its own. Promiscuous mode (RCR.PRO) still sees them, as a sniffer would."""
+    state, frames = image
+    card = NE2000(model="rtl8029")
+    card.restore_state(state, mac_mode="mac_address_translation")
+    assert drain(card) == frames
+    before = card.statistics()["rx_dropped_filtered"]
+    assert not card.receive(to(IMAGE_MAC, 100, 1))      # the original machine's traffic
+    assert card.receive(to(card.mac, 100, 2))           # this clone's traffic
+    assert drain(card) == [to(IMAGE_MAC, 100, 2)]       # shown with the guest's MAC
+    assert card.statistics()["rx_dropped_filtered"] == before + 1
+    card.io_write(0x00, 0x22, 1)
+    card.io_write(0x0C, 0x14, 1)                        # RCR: PRO | AB
+    assert card.receive(to(IMAGE_MAC, 100, 3))
+    assert drain(card) == [to(IMAGE_MAC, 100, 3)]
+
+
+def test_preserve_mode_still_receives_frames_for_the_image_mac(image):
+    state, frames = image
+    card = NE2000(model="rtl8029")
+    card.restore_state(state, mac_mode="preserve_mac_from_state_image")
+    assert drain(card) == frames
+    assert card.receive(to(IMAGE_MAC, 100, 1))
+    assert drain(card) == [to(IMAGE_MAC, 100, 1)]

@@ -300,6 +300,13 @@ class NE2000:
         if type(frame) is not bytes:
             frame = bytes(frame)
         if self._guest_mac != self._wire_mac:
+            c = self.chip
+            if (frame[:6] == self._guest_mac and not c.rcr & chip.RCR_PRO
+                    and c.cr & chip.CR_STA and not c.cr & chip.CR_STP):
+                # On the wire this card is the fresh MAC: a frame for the image's MAC is for
+                # the machine that keeps it (the original or a preserving clone).
+                c.stats["rx_dropped_filtered"] += 1
+                return False
             frame = translate_frame(frame, self._wire_mac, self._guest_mac)
             self._stats_extra["rx_translated"] += 1
         return self.chip.receive(frame)
