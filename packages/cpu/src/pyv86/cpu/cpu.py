@@ -140,7 +140,7 @@ class CPU:
         self.code_pages: Dict[int, List[int]] = {}
         self.code_gen = 0            # bumped whenever decoded code is dropped
         self.use_blocks = True       # compile hot code to Python (see _blocks.py)
-        self.block_threshold = 16    # compile a block on its 16th visit
+        self.block_threshold = 64    # compile a block on its 64th visit (tuned on a Linux boot)
         self.hot: Dict[int, int] = {}  # visits of not-yet-compiled block starts
         self.ram = self.memory.ram
         self.page_kind = self.memory.page_kind
