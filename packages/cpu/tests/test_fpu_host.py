@@ -373,7 +373,7 @@ case("m80_values_multiply_exactly_rounded", ext(0, 0x3FFF, 0xAAAAAAAAAAAAAAAB)
 
 # seeded random sequences (deterministic): moderate magnitudes so results stay inside the
 # double exponent range, all exceptions masked, every rounding mode
-def _random_cases(seed: int, count: int, wide: bool = False) -> None:
+def _random_cases(seed: int, count: int, wide: bool = False, pc: int = 2) -> None:
     import random
     rnd = random.Random(seed)
     pool = [0.0, -0.0, 1.0, -1.0, 0.5, 3.0, 10.0, 0.1, -2.75, 1e-9, 7e9, 123.456, -0.3,
@@ -422,14 +422,18 @@ def _random_cases(seed: int, count: int, wide: bool = False) -> None:
         for _ in range(6):
             data += ext(rnd.randrange(2), 0x3FFF + rnd.randrange(-40, 40),
                         (1 << 63) | rnd.getrandbits(63))
-        data += bytes(400 - len(data)) + b"".join(i16(0x027F | (rc << 10)) for rc in range(4))
+        data += bytes(400 - len(data)) + b"".join(i16(0x007F | (pc << 8) | (rc << 10))
+                                                  for rc in range(4))
         steps = [rnd.choice(menu)() for _ in range(rnd.randrange(3, 10))]
-        case(f"random{'_wide' if wide else ''}_{seed}_{n}", data, *steps, cw=0x027F | (rnd.randrange(4) << 10),
+        case(f"random{'_wide' if wide else ''}{'' if pc == 2 else f'_pc{pc}'}_{seed}_{n}", data,
+             *steps, cw=0x007F | (pc << 8) | (rnd.randrange(4) << 10),
              eflags=rnd.choice([0x202, 0x203, 0x242, 0x246, 0x2C7]))
 
 
 _random_cases(1, 1000)
 _random_cases(2, 2000, wide=True)
+_random_cases(3, 1500, wide=True, pc=3)
+_random_cases(4, 500, wide=True, pc=0)
 
 case("fxtract_stack_overflow", f64(1.5), *(["fld qword ptr [ebx]"] * 8), "fxtract")
 case("fxtract_nan_stack_overflow", f64(float("nan")), *(["fld qword ptr [ebx]"] * 8), "fxtract")
@@ -559,13 +563,21 @@ def host_results(tmp_path_factory: pytest.TempPathFactory) -> Dict[int, Tuple[in
             pytest.skip("gcc -m32 cannot build 32-bit programs here (install gcc-multilib): "
                         + build.stderr.strip().splitlines()[-1])
         raise AssertionError("building the x87 host program failed:\n" + build.stderr)
-    run = subprocess.run([str(d / "x87host")], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
+    # The host is noisy in one respect: a context switch between two instructions of a case
+    # can lose FIP/FDP/FOP (AMD CPUs save them only while an exception is pending). So the
+    # program runs three times and each case takes the output two runs agree on.
+    runs: List[Dict[int, str]] = []
+    for _ in range(3):
+        run = subprocess.run([str(d / "x87host")], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        runs.append({int(line.split()[0]): line for line in run.stdout.splitlines()})
     res = {}
-    for line in run.stdout.splitlines():
+    for i in runs[0]:
+        a, b, c = runs[0][i], runs[1].get(i), runs[2].get(i)
+        line = a if a in (b, c) else b if b == c and b is not None else a
         f = line.split()
-        res[int(f[0])] = (int(f[1], 16), int(f[2], 16), int(f[3], 16), bytes.fromhex(f[4]),
-                          bytes.fromhex(f[5]), bytes.fromhex(f[6]))
+        res[i] = (int(f[1], 16), int(f[2], 16), int(f[3], 16), bytes.fromhex(f[4]),
+                  bytes.fromhex(f[5]), bytes.fromhex(f[6]))
     return res
 
 

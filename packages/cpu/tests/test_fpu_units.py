@@ -409,3 +409,30 @@ def test_m32_store_nearest_matches_ieee_single_conversion(x: float) -> None:
     fld64(f, m, x)
     run(f, m, 0xD9, 0x15, 0x300)         # FST m32
     assert m.read_bytes(0x300, 4) == struct.pack("<f", x)
+
+
+_ext_operand = st.tuples(st.integers(0, 1), st.integers(1, (1 << 64) - 1), st.integers(-200, 200))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([0, 1, 4, 5, 6, 7]), _ext_operand, _ext_operand, st.sampled_from([24, 53, 64]),
+       st.integers(0, 3))
+def test_precision_controlled_arithmetic_matches_exact_rounding(kind, a, b, prec, rc) -> None:  # type: ignore[no-untyped-def]
+    """exact_op (PC single/double/extended) against rational arithmetic rounded once."""
+    (na, ma, ea), (nb, mb, eb) = a, b
+    raw, flags, away = F.exact_op(kind, na, ma, ea, nb, mb, eb, prec, rc)
+    fa = Fraction(ma) * Fraction(2) ** ea * (-1 if na else 1)
+    fb = Fraction(mb) * Fraction(2) ** eb * (-1 if nb else 1)
+    x = {0: lambda: fa + fb, 1: lambda: fa * fb, 4: lambda: fa - fb, 5: lambda: fb - fa,
+         6: lambda: fa / fb, 7: lambda: fb / fa}[kind]()
+    if x == 0:
+        assert raw == (1 << 79 if rc == 1 else 0) and flags == 0
+        return
+    neg = int(x < 0)
+    num, den = abs(x.numerator), x.denominator
+    k = 3 * prec + den.bit_length() - num.bit_length()
+    q, r = divmod(num << k, den) if k >= 0 else divmod(num, den << -k)
+    expect = F.round_wide(neg, (q << 1) | (1 if r else 0), -k - 1, rc, prec)
+    assert (raw, flags, away) == expect
+    got = F.ext_fraction(raw)
+    assert got is not None and abs(got - x) <= abs(x) * Fraction(1, 1 << (prec - 1))

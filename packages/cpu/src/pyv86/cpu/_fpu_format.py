@@ -340,12 +340,13 @@ def sqrt_parts(mant: int, e2: int, rc: int) -> Tuple[float, int, bool]:
     return b2f(bits), flags, away
 
 
-def round_wide(neg: int, mant: int, e2: int, rc: int) -> Tuple[int, int, bool]:
-    """Round an exact non-zero value to 53 significant bits with the 80-bit exponent range
-    (a real x87 with precision control at double): ``(80-bit image, flags, away)``."""
+def round_wide(neg: int, mant: int, e2: int, rc: int, prec: int = 53) -> Tuple[int, int, bool]:
+    """Round an exact non-zero value to ``prec`` (24, 53 or 64) significant bits with the
+    80-bit exponent range, as the x87 does under precision control: ``(80-bit image,
+    flags, away)``."""
     tiny = e2 + mant.bit_length() - 1 < -16382
-    q, ue, inexact, away = round_mant(neg, mant, e2, 53, -16445, rc)
-    if q >> 53:
+    q, ue, inexact, away = round_mant(neg, mant, e2, prec, -16445, rc)
+    if q >> prec:
         q >>= 1
         ue += 1
     flags = PE if inexact else 0
@@ -357,9 +358,9 @@ def round_wide(neg: int, mant: int, e2: int, rc: int) -> Tuple[int, int, bool]:
         to_inf = rc == 0 or (rc == 1 and neg == 1) or (rc == 2 and neg == 0)
         if to_inf:
             return (neg << 79) | (0x7FFF << 64) | INT_BIT, OE | PE, True
-        return (neg << 79) | (0x7FFE << 64) | (((1 << 53) - 1) << 11), OE | PE, False
+        return (neg << 79) | (0x7FFE << 64) | (((1 << prec) - 1) << (64 - prec)), OE | PE, False
     if tiny and inexact:
-        q2, ue2, _, _ = round_mant(neg, mant, e2, 53, -(1 << 30), rc)
+        q2, ue2, _, _ = round_mant(neg, mant, e2, prec, -(1 << 30), rc)
         if ue2 + q2.bit_length() - 1 < -16382:
             flags |= UE
     if biased <= 0:   # an 80-bit denormal: exponent field 0, unit 2**-16445
@@ -403,3 +404,55 @@ def exact_to_ext(neg: int, mant: int, e2: int) -> Optional[int]:
             return None
         return (neg << 79) | (mant >> -shift)
     return (neg << 79) | (mant << shift)
+
+
+def sqrt_wide(mant: int, e2: int, rc: int, prec: int) -> Tuple[int, int, bool]:
+    """Square root of a positive exact value, rounded by ``round_wide``."""
+    if e2 & 1:
+        mant <<= 1
+        e2 -= 1
+    s = max(0, (2 * prec + 6 - mant.bit_length()) // 2 + 1)
+    big = mant << (2 * s)
+    root = isqrt(big)
+    sticky = 1 if root * root != big else 0
+    return round_wide(0, (root << 1) | sticky, (e2 - 2 * s) // 2 - 1, rc, prec)
+
+
+def exact_op(kind: int, na: int, ma: int, ea: int, nb: int, mb: int, eb: int, prec: int,
+             rc: int) -> Tuple[int, int, bool]:
+    """``a op b`` on exact finite values (kind: 0 add, 1 mul, 4 sub, 5 subr, 6 div, 7 divr;
+    no zero divisor), rounded by ``round_wide``: ``(80-bit image, flags, away)``."""
+    if kind == 1:
+        return round_wide(na ^ nb, ma * mb, ea + eb, rc, prec)
+    if kind == 6 or kind == 7:
+        if kind == 7:
+            na, ma, ea, nb, mb, eb = nb, mb, eb, na, ma, ea
+        k = max(0, prec + 3 + mb.bit_length() - ma.bit_length())
+        q, r = divmod(ma << k, mb)
+        return round_wide(na ^ nb, (q << 1) | (1 if r else 0), ea - eb - k - 1, rc, prec)
+    if kind == 4:
+        nb ^= 1
+    elif kind == 5:
+        na ^= 1
+    if ma == 0:
+        return round_wide(nb, mb, eb, rc, prec)
+    if mb == 0:
+        return round_wide(na, ma, ea, rc, prec)
+    ta = ea + ma.bit_length()
+    tb = eb + mb.bit_length()
+    # an operand entirely below the other's last bit and rounding point only matters as a
+    # sticky bit: replace it by a tiny one of the same sign to keep the integers small
+    lim = min(ea, ta - prec) - 3
+    if tb < lim:
+        mb, eb = 1, lim - 2
+    else:
+        lim = min(eb, tb - prec) - 3
+        if ta < lim:
+            ma, ea = 1, lim - 2
+    e = min(ea, eb)
+    A = ma << (ea - e)
+    B = mb << (eb - e)
+    S = (-A if na else A) + (-B if nb else B)
+    if S == 0:
+        return (1 if rc == 1 else 0) << 79, 0, False
+    return round_wide(int(S < 0), -S if S < 0 else S, e, rc, prec)

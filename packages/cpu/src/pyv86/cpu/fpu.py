@@ -7,21 +7,21 @@ touches CPU registers other than the EFLAGS value it is given and returns.
 Precision (where this differs from 80-bit hardware)
 ---------------------------------------------------
 Registers hold Python floats (IEEE doubles) plus an optional exact 80-bit shadow image.
-FADD/FSUB/FMUL/FDIV (all forms), FSQRT and the integer-operand forms round to 53 bits,
-i.e. they behave like a real x87 with precision control set to double (PC=10b, the
-Windows/FreeBSD default); precision control itself is stored but not applied, so code
-running with PC=extended (the Linux default) sees double-rounded results.  The exponent
-range is the 80-bit one: a result beyond the double range is computed exactly and kept in
-the shadow (its float is then infinity or zero), so overflow and underflow happen where
-the x87 has them and a later FST m64 reports them.  All four rounding-control modes are
-honoured for these results (via exact error terms: TwoSum, Dekker products, rationals as a
-fallback), for every store to m16/m32/m64 integer, m32/m64 real, BCD, for FRNDINT and the
-FLD constants.  PE, UE, OE, ZE, DE and IE and C1 (rounded away from zero) follow.
+Precision control is honoured for FADD/FSUB/FMUL/FDIV (all forms) and FSQRT: with PC=double
+(the Windows/FreeBSD setting) the fast path uses float arithmetic with exact error terms
+(TwoSum, Dekker products, rationals as a fallback); with PC=extended (the Linux default,
+CW 037F) or PC=single the exact result is computed with Python integers and rounded once to
+64 or 24 bits (several times slower; the result lives in the shadow).  The exponent range
+is the 80-bit one: results beyond the double range are kept exactly in the shadow (their
+float is infinity or zero), so overflow and underflow happen where the x87 has them.  All
+four rounding-control modes are honoured for these results, for every store to
+m16/m32/m64 integer, m32/m64 real, BCD, for FRNDINT and the FLD constants; PE, UE, OE,
+ZE, DE, IE and C1 (rounded away from zero) follow.
 
 The shadow makes moves exact: values loaded by FLD m80, FILD m64 beyond 2**53, FBLD, the
 FLD constants and FRSTOR / FLDENV / restore_state are stored bit-exactly again by FSTP
 m80, FIST(P), FBSTP, FNSAVE and save_state; arithmetic on such an operand is computed
-exactly and rounded once (as the x87 does with PC=double); FRNDINT, FPREM/FPREM1,
+exactly and rounded once; FRNDINT, FPREM/FPREM1,
 FSCALE, FXTRACT, FABS, FCHS, compares and FXAM use the exact 80-bit value too.
 Transcendentals (FSIN FCOS FSINCOS FPTAN FPATAN F2XM1 FYL2X FYL2XP1) use the host libm on
 doubles: exact argument reduction instead of the x87's 66-bit pi, results within an ulp
@@ -258,6 +258,23 @@ def _frac(v: float, raw: Optional[int]) -> Optional[F.Fraction]:
     if v - v == 0.0:
         return F.Fraction(v)
     return None
+
+
+def _parts(v: float, r: Optional[int]) -> Tuple[int, int, int, int]:
+    """(class, neg, mant, e2) of a value and its optional 80-bit shadow: class 0 finite,
+    3 infinity, 4 NaN, 5 unsupported encoding."""
+    if r is not None:
+        c = F.ext_class(r)
+        if c in (0, 1, 2):
+            n, m, e = F.ext_parts(r)
+            return 0, n, m, e
+        return c, r >> 79, 0, 0
+    if v != v:
+        return 4, int(math.copysign(1.0, v) < 0), 0, 0
+    if v in (INF, -INF):
+        return 3, int(v < 0), 0, 0
+    n, m, e = F.float_parts(v)
+    return 0, n, m, e
 
 
 def _exact_value(kind: int, fa: Optional[F.Fraction], fb: Optional[F.Fraction]) -> F.Fraction:
@@ -538,20 +555,7 @@ class FPU:
 
     def _exact(self, p: int) -> Tuple[int, int, int, int]:
         """(class, neg, mant, e2) of a register: class 0 finite, 3 inf, 4 NaN, 5 unsupported."""
-        r = self.raw[p]
-        if r is not None:
-            c = F.ext_class(r)
-            if c in (0, 1, 2):
-                n, m, e = F.ext_parts(r)
-                return 0, n, m, e
-            return c, r >> 79, 0, 0
-        v = self.st[p]
-        if v != v:
-            return 4, int(math.copysign(1.0, v) < 0), 0, 0
-        if v in (INF, -INF):
-            return 3, int(v < 0), 0, 0
-        n, m, e = F.float_parts(v)
-        return 0, n, m, e
+        return _parts(self.st[p], self.raw[p])
 
     def _denormal(self, p: int) -> int:
         """DE when register p holds an 80-bit denormal (a double never is one in 80 bits)."""
@@ -593,6 +597,9 @@ class FPU:
     def _arith(self, kind: int, pd: int, a: float, b: float, pop: bool, flags: int = 0,
                ra: Optional[int] = None, rb: Optional[int] = None) -> None:
         rc = (self.cw >> 10) & 3
+        pc = self.cw & 0x300
+        if pc != 0x200 and self._arith_prec(kind, pd, a, b, pop, flags, ra, rb, rc, pc):
+            return
         if ra is not None or rb is not None:
             r, fl, away = _exact_arith(kind, a, b, ra, rb, rc)
             if fl & (OE | UE) or (r == 0.0 and fl & PE):
@@ -621,6 +628,29 @@ class FPU:
         self._write(pd, r)
         if pop:
             self._pop()
+
+    def _arith_prec(self, kind: int, pd: int, a: float, b: float, pop: bool, flags: int,
+                    ra: Optional[int], rb: Optional[int], rc: int, pc: int) -> bool:
+        """Precision control single (PC=00) or extended (PC=11): exact integer arithmetic
+        rounded to 24 or 64 bits.  False for operands the double path handles exactly
+        (NaN, infinity, zero products and quotients)."""
+        ca, na, ma, ea = _parts(a, ra)
+        cb, nb, mb, eb = _parts(b, rb)
+        if ca or cb or (ma == 0 and mb == 0) or (kind != 0 and kind < 4 and (ma == 0 or mb == 0)):
+            return False
+        if kind >= 6 and (ma == 0 or mb == 0):
+            return False
+        raw, fl, away = F.exact_op(kind, na, ma, ea, nb, mb, eb, 24 if pc == 0 else 64, rc)
+        if (ra is not None and F.ext_class(ra) == 2) or (rb is not None and F.ext_class(rb) == 2):
+            fl |= DE
+        if self._signal(fl | flags):
+            return True
+        self._set_c1(away)
+        self.full[pd] = True
+        self._set_raw(pd, raw)
+        if pop:
+            self._pop()
+        return True
 
     def _arith_wide(self, kind: int, pd: int, a: float, b: float, pop: bool, flags: int,
                     ra: Optional[int], rb: Optional[int], rc: int) -> None:
@@ -1235,21 +1265,27 @@ class FPU:
             return
         a = self.st[p0]
         rc = (self.cw >> 10) & 3
-        if a != a:
+        cls, neg, mant, e2 = self._exact(p0)
+        if cls == 4:
             r, fl = F.nan_result(a, None)
             self._unary_result(p0, r, fl)
             return
-        if a < 0:
+        if cls == 0 and mant == 0:
+            self.sw &= ~C1            # sqrt(-0) = -0
+            return
+        if neg or cls == 5:
             self._unary_result(p0, IND, IE)
             return
-        if a == 0.0 or a == INF:
-            self._unary_result(p0, a, 0)
+        if cls == 3:
+            self.sw &= ~C1
             return
-        raw = self.raw[p0]
-        if raw is not None:
-            _, m, e = F.ext_parts(raw)
-            r, fl, away = F.sqrt_parts(m, e, rc)
-            self._unary_result(p0, r, fl | self._denormal(p0), away)
+        pc = self.cw & 0x300
+        if pc != 0x200 or self.raw[p0] is not None:
+            raw, fl, away = F.sqrt_wide(mant, e2, rc, 53 if pc == 0x200 else (24 if pc == 0 else 64))
+            if self._signal(fl | self._denormal(p0)):
+                return
+            self._set_c1(away)
+            self._set_raw(p0, raw)
             return
         r = math.sqrt(a)
         if 2.0 ** -900 < a < 2.0 ** 900:
