@@ -1265,6 +1265,9 @@ class FPU:
             return
         a = self.st[p0]
         rc = (self.cw >> 10) & 3
+        if a > 0.0 and a != INF and self.raw[p0] is None and self.cw & 0x300 == 0x200:
+            self._fsqrt_double(p0, a, rc)
+            return
         cls, neg, mant, e2 = self._exact(p0)
         if cls == 4:
             r, fl = F.nan_result(a, None)
@@ -1287,6 +1290,10 @@ class FPU:
             self._set_c1(away)
             self._set_raw(p0, raw)
             return
+        self._fsqrt_double(p0, a, rc)
+
+    def _fsqrt_double(self, p0: int, a: float, rc: int) -> None:
+        """FSQRT of a positive finite double with precision control at double."""
         r = math.sqrt(a)
         if 2.0 ** -900 < a < 2.0 ** 900:
             p = r * r
