@@ -127,11 +127,24 @@ def test_random_32bit_code_on_a_16bit_stack_segment_matches_unicorn(
     pytest.param("66c8040001", "o16 enter 4, 1", id="o16-level1"),
     pytest.param("66c8080003", "o16 enter 8, 3", id="o16-level3"),
     pytest.param("66c806000266c9", "o16 enter 6, 2; o16 leave", id="o16-level2-leave"),
+    pytest.param("c9", "leave", id="o32-leave"),
+    pytest.param("66c9", "o16 leave", id="o16-leave"),
+    pytest.param("5458", "push esp; pop eax", id="push-esp"),
+    pytest.param("545c", "push esp; pop esp", id="pop-esp"),
+    pytest.param("6654665c", "push sp; pop sp", id="push-sp-pop-sp"),
+    pytest.param("68785634125c", "push 0x12345678; pop esp", id="pop-esp-imm"),
+    pytest.param("e80000000058", "call next; pop eax", id="call"),
+    pytest.param("e802000000eb03c20400", "call; ret 4", id="call-ret-imm"),
+    pytest.param("9c9d", "pushfd; popfd", id="pushfd"),
+    pytest.param("6061", "pushad; popad", id="pushad"),
+    pytest.param("66606661", "pushaw; popaw", id="pushaw"),
+    pytest.param("6a05665a5a", "push 5; pop dx; pop edx", id="mixed-sizes"),
 ])
-def test_enter_on_a_16bit_stack_segment_matches_unicorn(unicorn_stack16: UnicornOracle,
+def test_stack_instructions_on_a_16bit_stack_segment_match_unicorn(unicorn_stack16: UnicornOracle,
                                                         code: str, text: str) -> None:
-    # Intel SDM vol. 2 ENTER: with StackSize = 16, "BP := FrameTemp; SP := SP - Size" (EBP's
-    # and ESP's upper halves are kept).  EBP's upper half differs from ESP's here.
+    # SS.B = 0: the stack instructions use SP and keep ESP's upper half (Intel SDM vol. 1
+    # 6.2.3); ENTER: with StackSize = 16, "BP := FrameTemp; SP := SP - Size" (vol. 2 ENTER).
+    # EBP's upper half differs from ESP's here.
     regs = [0, 0, 0, 0, 0x1234E000, 0x5678DF00, 0, 0]
     snippet = grammar.Snippet([grammar.Unit([grammar.Insn(bytes.fromhex(code), text)], True)],
                               regs, 0x202, bytes(layout.DATA_END - layout.DATA),
