@@ -80,3 +80,35 @@ def test_fnstenv_in_real_mode_uses_the_real_mode_layout() -> None:
     cw, sw, tw = struct.unpack("<HxxHxxHxx", env[:12])
     assert cw == 0x037F and sw >> 11 & 7 == 7 and tw == 0x3FFF
     assert 0x500 + 28 <= len(cpu.memory.ram)
+
+
+def test_unmasked_exception_raises_mf_on_the_next_waiting_instruction_with_cr0_ne() -> None:
+    """SDM vol. 1, 8.7: the faulting FDIV completes with ES set; the next waiting x87
+    instruction (here FLD1) raises #MF (vector 16) with CR0.NE=1, pointing at itself."""
+    cpu = CPU(Memory(), Ports())
+    cpu.reset()
+    cpu.cr0 |= 0x20                                  # NE: native x87 error reporting
+    for s in ("cs", "ds", "es", "ss"):
+        cpu.set_segment(s, 0x0000, 0, 0xFFFF, 0x9B if s == "cs" else 0x93)
+    cpu.update_mode()
+    ram = cpu.memory.ram
+    ram[16 * 4:16 * 4 + 4] = struct.pack("<HH", 0x8000, 0x0000)   # IVT[16] -> 0000:8000
+    ram[0x8000] = 0xF4                                             # handler: hlt
+    ram[0x600:0x602] = struct.pack("<H", 0x037B)                   # ZM clear
+    code = bytes.fromhex(
+        "d92e0006"      # fldcw [0x600]
+        "d9e8"          # fld1
+        "d9ee"          # fldz
+        "def9"          # fdivp st(1), st    -> ZE, pending
+        "d9e8"          # fld1               -> #MF here
+        "f4")
+    ram[0x7C00:0x7C00 + len(code)] = code
+    cpu.eip = 0x7C00
+    cpu.reg[4] = 0x7000
+    cpu.run(20)
+    assert cpu.halted and cpu.eip == 0x8001
+    ret_ip = struct.unpack("<H", bytes(ram[cpu.reg[4] & 0xFFFF:(cpu.reg[4] & 0xFFFF) + 2]))[0]
+    assert ret_ip == 0x7C0A                        # the FLD1 that found the pending error
+    assert cpu.fpu.status_word() & 0x8084 == 0x8084
+    # unmasked ZE: FDIVP neither stored nor popped (TOP 6), and the faulting FLD1 did not push
+    assert cpu.fpu.status_word() >> 11 & 7 == 6
