@@ -49,8 +49,10 @@ CHUNKED_GROUPS = ("mixed", "loop", "cc")
 # (group, code size, engine) -> the exact finding (see diffharness/FINDINGS.md); strict xfail.
 KNOWN: dict = {}
 FINDING_2 = (
-    "finding 2: 32-bit ENTER on a 16-bit stack segment (SS.B=0) sets EBP to SP zero-extended; "
-    "the SDM (BP := FrameTemp) and QEMU keep EBP's upper half")
+    "finding 2: ENTER sets the frame pointer by the operand size instead of the stack size: "
+    "32-bit ENTER on a 16-bit stack sets EBP to SP zero-extended (SDM and QEMU: BP := FrameTemp,"
+    " EBP's upper half kept), 16-bit ENTER on a 32-bit stack sets only BP (SDM and QEMU: "
+    "EBP := FrameTemp = ESP)")
 
 
 def _params(cases: dict, bits: int) -> list:
@@ -152,4 +154,49 @@ def test_stack_instructions_on_a_16bit_stack_segment_match_unicorn(unicorn_stack
                               True, 0, f"handmade {text} on a 16-bit stack")
     rep = compare.check(snippet, unicorn_stack16.run, lambda s: run_pyv86.run(s, "stack16"),
                         "unicorn")
+    assert rep is None, rep
+
+
+@pytest.fixture(scope="module")
+def unicorn_pm16_stack32() -> UnicornOracle:
+    return UnicornOracle(code32=False, stack32=True)
+
+
+@pytest.mark.parametrize("group", [
+    pytest.param(g, marks=[pytest.mark.xfail(strict=True, reason=KNOWN[(g, "pm16-stack32")])]
+                 if (g, "pm16-stack32") in KNOWN else []) for g in STACK16_GROUPS])
+def test_random_16bit_code_on_a_32bit_stack_segment_matches_unicorn(
+        unicorn_pm16_stack32: UnicornOracle, group: str) -> None:
+    # 16-bit protected-mode code (CS.D = 0) with SS.B = 1: PUSH/POP use ESP
+    _run_group(unicorn_pm16_stack32, group, "pm16-stack32", STACK16_GROUPS[group], code32=False)
+
+
+@pytest.mark.parametrize("code,text,ebp", [
+    pytest.param("c8040000", "enter 4, 0", 0x5678DF00, id="o16-level0",
+                 marks=pytest.mark.xfail(strict=True, reason=FINDING_2)),
+    pytest.param("c8040001", "enter 4, 1", 0x5678DF00, id="o16-level1",
+                 marks=pytest.mark.xfail(strict=True, reason=FINDING_2)),
+    pytest.param("c8080003", "enter 8, 3", 0xDF00, id="o16-level3-ebp-in-stack"),
+    pytest.param("66c8040001", "o32 enter 4, 1", 0x5678DF00, id="o32-level1"),
+    pytest.param("c9", "leave", 0xDF00, id="o16-leave"),
+    pytest.param("66c9", "o32 leave", 0xDF00, id="o32-leave"),
+    pytest.param("5458", "push sp; pop ax", 0, id="push-sp"),
+    pytest.param("6654665c", "push esp; pop esp", 0, id="pop-esp"),
+    pytest.param("e8000058", "call next; pop ax", 0, id="call"),
+    pytest.param("e80200eb03c20400", "call; ret 4", 0, id="call-ret-imm"),
+    pytest.param("9c9d", "pushf; popf", 0, id="pushf"),
+    pytest.param("6061", "pusha; popa", 0, id="pusha"),
+    pytest.param("678f0424", "pop word [esp]", 0, id="pop-mem-esp"),
+])
+def test_stack_instructions_of_16bit_code_on_a_32bit_stack_segment_match_unicorn(
+        unicorn_pm16_stack32: UnicornOracle, code: str, text: str, ebp: int) -> None:
+    # SS.B = 1: the stack instructions use ESP whatever the code size (Intel SDM vol. 1 6.2.3);
+    # ENTER: with StackSize = 32, "EBP := FrameTemp" where FrameTemp := ESP (vol. 2 ENTER)
+    regs = [0, 0, 0, 0, 0xE000, ebp, 0, 0]
+    snippet = grammar.Snippet([grammar.Unit([grammar.Insn(bytes.fromhex(code), text)], True)],
+                              regs, 0x202, bytes(layout.DATA_END - layout.DATA),
+                              bytes(range(256)) * ((layout.STACK_HI - layout.STACK_LO) // 256),
+                              False, 0, f"handmade {text}: 16-bit code, 32-bit stack")
+    rep = compare.check(snippet, unicorn_pm16_stack32.run,
+                        lambda s: run_pyv86.run(s, "pm16-stack32"), "unicorn")
     assert rep is None, rep

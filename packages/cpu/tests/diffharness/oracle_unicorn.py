@@ -38,10 +38,13 @@ _GDT = (bytes(8) + _descriptor(0, 0xFFFFF, 0x9B, 0xC) + _descriptor(0, 0xFFFFF, 
 class UnicornOracle:
     """``stack16``: 32-bit code with a 16-bit stack segment (SS = 20h, B=0: PUSH/POP use SP)."""
 
-    def __init__(self, code32: bool, stack16: bool = False) -> None:
+    def __init__(self, code32: bool, stack16: bool = False, stack32: bool = False) -> None:
+        """``stack32`` (with ``code32=False``): 16-bit protected-mode code (CS = 18h) on a
+        32-bit stack segment (SS = 10h, B=1: PUSH/POP use ESP)."""
         if unicorn is None:
             raise RuntimeError("unicorn is not installed")
-        mode = unicorn.UC_MODE_32 if code32 else unicorn.UC_MODE_16
+        self.stack32 = stack32 and not code32
+        mode = unicorn.UC_MODE_32 if code32 or self.stack32 else unicorn.UC_MODE_16
         self.code32 = code32
         self.stack16 = stack16 and code32
         self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, mode)
@@ -77,7 +80,14 @@ class UnicornOracle:
             uc.mem_write(layout.GDT, _GDT)
             uc.reg_write(X.UC_X86_REG_GDTR, (0, layout.GDT, len(_GDT) - 1, 0))
             uc.reg_write(X.UC_X86_REG_SS, 0x20)
-        if not self.code32:
+        if self.stack32:
+            uc.mem_write(layout.GDT, _GDT)
+            uc.reg_write(X.UC_X86_REG_GDTR, (0, layout.GDT, len(_GDT) - 1, 0))
+            for seg in (X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_FS, X.UC_X86_REG_GS):
+                uc.reg_write(seg, 0x20)
+            uc.reg_write(X.UC_X86_REG_SS, 0x10)
+            uc.reg_write(X.UC_X86_REG_CS, 0x18)
+        elif not self.code32:
             for seg in (X.UC_X86_REG_CS, X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_SS,
                         X.UC_X86_REG_FS, X.UC_X86_REG_GS):
                 uc.reg_write(seg, 0)

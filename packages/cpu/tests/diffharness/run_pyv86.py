@@ -76,7 +76,7 @@ def make_cpu(snippet: Snippet, pm16: bool = False) -> Any:
     return cpu
 
 
-ENGINES = ("interp", "blocks", "step", "paged", "chunks", "pm16", "stack16")
+ENGINES = ("interp", "blocks", "step", "paged", "chunks", "pm16", "stack16", "pm16-stack32")
 
 # "paged": 4 KiB pages, the snippet's data and stack pages on scattered physical frames, so
 # every access that straddles a page boundary must be split between unrelated frames.
@@ -140,22 +140,29 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
 
     The snippet is followed by HLT and runs with one ``cpu.run`` call.  ``engine``:
     ``"interp"`` turns the block compiler off (``cpu.use_blocks = False``: every instruction
-    through the interpreter), ``"blocks"`` leaves it on and primes the TLB entry of the code
-    page so the very first block is compiled (``_blocks.py``), ``"step"`` calls ``cpu.run(1)``
+    through the interpreter), ``"blocks"`` leaves it on, compiles at the first visit
+    (``cpu.block_threshold = 1``) and primes the TLB entry of the code page so the very first
+    block is compiled (``_blocks.py``), ``"step"`` calls ``cpu.run(1)``
     per instruction, ``"paged"`` is ``"blocks"`` with paging on and the data and stack pages
     on scattered physical frames (memory is compared in the linear view), ``"chunks"`` is
     ``"blocks"`` run with many small budgets (1, 2, 3, 5, 7, 11 instructions per call),
     ``"pm16"`` runs a 16-bit snippet in 16-bit protected mode (blocks on), where non-faulting
     code without segment loads behaves as in real mode, ``"stack16"`` runs 32-bit code with
-    a 16-bit stack segment (blocks on).
+    a 16-bit stack segment (blocks on), ``"pm16-stack32"`` 16-bit protected-mode code on a
+    32-bit stack segment (blocks on).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
-    if engine == "pm16" and snippet.code32:
-        raise ValueError("the pm16 engine runs 16-bit snippets")
-    cpu = make_cpu(snippet, pm16=engine == "pm16")
+    if engine.startswith("pm16") and snippet.code32:
+        raise ValueError("the pm16 engines run 16-bit snippets")
+    cpu = make_cpu(snippet, pm16=engine.startswith("pm16"))
+    if engine == "pm16-stack32":
+        cpu.set_segment(2, 0x10, 0, 0xFFFFFFFF, 0xC093)   # 32-bit stack: PUSH/POP use ESP
     end = (snippet.base + layout.CODE + len(snippet.code)) & M32
     fault = None
+    # block engines compile at the first visit (the default waits for hot code)
+    if engine != "interp" and hasattr(cpu, "block_threshold"):
+        cpu.block_threshold = 1
     if engine == "interp":
         cpu.use_blocks = False
     elif engine == "paged":
@@ -170,7 +177,7 @@ def run(snippet: Snippet, engine: str = "interp", max_steps: int = 10000) -> Dic
         cpu.set_segment(2, 0x20, 0, 0xFFFF, 0x0093)   # 16-bit stack: PUSH/POP use SP
         cpu.use_blocks = True
         cpu.translate(layout.CODE, False, False)
-    elif engine in ("blocks", "chunks", "pm16"):
+    elif engine in ("blocks", "chunks", "pm16", "pm16-stack32"):
         cpu.use_blocks = True
         cpu.translate(layout.CODE, False, False)    # code page in the TLB: compile from eip
     try:
