@@ -466,6 +466,13 @@ case("unmasked_precision_fist_still_written", f64(2.5), "fld qword ptr [ebx]",
 case("unmasked_invalid_snan_store_not_written", ext(0, 0x7FFF, 0x8000000000000001),
      "fld tbyte ptr [ebx]", "fstp qword ptr [ebx+128]", cw=0x027E)
 
+case("unmasked_zero_divide_fdivp_does_not_pop", f64(0.0), "fld1", "fld qword ptr [ebx]",
+     "fdivp st(1), st", cw=0x027B)
+case("unmasked_overflow_register_result_is_biased", f64(16000.0), "fld qword ptr [ebx]",
+     "fld1", "fscale", "fmul st, st(0)", cw=0x0277)
+case("unmasked_underflow_register_result_is_biased", f64(-16000.0), "fld qword ptr [ebx]",
+     "fld1", "fscale", "fmul st, st(0)", cw=0x026F)
+
 
 # ---------------------------------------------------------------------------- the host side
 _ASM_HEAD = """\t.intel_syntax noprefix

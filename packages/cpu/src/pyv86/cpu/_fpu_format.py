@@ -340,10 +340,21 @@ def sqrt_parts(mant: int, e2: int, rc: int) -> Tuple[float, int, bool]:
     return b2f(bits), flags, away
 
 
-def round_wide(neg: int, mant: int, e2: int, rc: int, prec: int = 53) -> Tuple[int, int, bool]:
+def round_wide(neg: int, mant: int, e2: int, rc: int, prec: int = 53, unmasked: int = 0
+               ) -> Tuple[int, int, bool]:
     """Round an exact non-zero value to ``prec`` (24, 53 or 64) significant bits with the
     80-bit exponent range, as the x87 does under precision control: ``(80-bit image,
-    flags, away)``."""
+    flags, away)``.  With OE or UE in ``unmasked`` an overflowing or tiny result is
+    delivered with its exponent biased by -/+24576 (SDM vol. 1, 8.5.4/8.5.5)."""
+    if unmasked & (OE | UE):
+        top = e2 + mant.bit_length() - 1
+        if unmasked & OE and top + 16383 >= 0x7FFF:
+            raw, fl, away = round_wide(neg, mant, e2 - 24576, rc, prec)
+            if (raw >> 64) & 0x7FFF < 0x7FFF:        # (still too large: masked response)
+                return raw, OE | (fl & PE), away
+        elif unmasked & UE and top < -16382:
+            raw, fl, away = round_wide(neg, mant, e2 + 24576, rc, prec)
+            return raw, UE | (fl & PE), away
     tiny = e2 + mant.bit_length() - 1 < -16382
     q, ue, inexact, away = round_mant(neg, mant, e2, prec, -16445, rc)
     if q >> prec:
@@ -368,7 +379,7 @@ def round_wide(neg: int, mant: int, e2: int, rc: int, prec: int = 53) -> Tuple[i
     return (neg << 79) | (biased << 64) | (q << (64 - n)), flags, away
 
 
-def fraction_wide(x: Fraction, rc: int) -> Tuple[int, int, bool]:
+def fraction_wide(x: Fraction, rc: int, unmasked: int = 0) -> Tuple[int, int, bool]:
     """``round_wide`` of an exact non-zero rational."""
     neg = int(x < 0)
     num = abs(x.numerator)
@@ -378,7 +389,7 @@ def fraction_wide(x: Fraction, rc: int) -> Tuple[int, int, bool]:
         q, r = divmod(num << k, den)
     else:
         q, r = divmod(num, den << -k)
-    return round_wide(neg, (q << 1) | (1 if r else 0), -k - 1, rc)
+    return round_wide(neg, (q << 1) | (1 if r else 0), -k - 1, rc, 53, unmasked)
 
 
 def exact_to_ext(neg: int, mant: int, e2: int) -> Optional[int]:
@@ -419,25 +430,26 @@ def sqrt_wide(mant: int, e2: int, rc: int, prec: int) -> Tuple[int, int, bool]:
 
 
 def exact_op(kind: int, na: int, ma: int, ea: int, nb: int, mb: int, eb: int, prec: int,
-             rc: int) -> Tuple[int, int, bool]:
+             rc: int, unmasked: int = 0) -> Tuple[int, int, bool]:
     """``a op b`` on exact finite values (kind: 0 add, 1 mul, 4 sub, 5 subr, 6 div, 7 divr;
     no zero divisor), rounded by ``round_wide``: ``(80-bit image, flags, away)``."""
     if kind == 1:
-        return round_wide(na ^ nb, ma * mb, ea + eb, rc, prec)
+        return round_wide(na ^ nb, ma * mb, ea + eb, rc, prec, unmasked)
     if kind == 6 or kind == 7:
         if kind == 7:
             na, ma, ea, nb, mb, eb = nb, mb, eb, na, ma, ea
         k = max(0, prec + 3 + mb.bit_length() - ma.bit_length())
         q, r = divmod(ma << k, mb)
-        return round_wide(na ^ nb, (q << 1) | (1 if r else 0), ea - eb - k - 1, rc, prec)
+        return round_wide(na ^ nb, (q << 1) | (1 if r else 0), ea - eb - k - 1, rc, prec,
+                          unmasked)
     if kind == 4:
         nb ^= 1
     elif kind == 5:
         na ^= 1
     if ma == 0:
-        return round_wide(nb, mb, eb, rc, prec)
+        return round_wide(nb, mb, eb, rc, prec, unmasked)
     if mb == 0:
-        return round_wide(na, ma, ea, rc, prec)
+        return round_wide(na, ma, ea, rc, prec, unmasked)
     ta = ea + ma.bit_length()
     tb = eb + mb.bit_length()
     # an operand entirely below the other's last bit and rounding point only matters as a
@@ -455,4 +467,4 @@ def exact_op(kind: int, na: int, ma: int, ea: int, nb: int, mb: int, eb: int, pr
     S = (-A if na else A) + (-B if nb else B)
     if S == 0:
         return (1 if rc == 1 else 0) << 79, 0, False
-    return round_wide(int(S < 0), -S if S < 0 else S, e, rc, prec)
+    return round_wide(int(S < 0), -S if S < 0 else S, e, rc, prec, unmasked)

@@ -32,9 +32,9 @@ Exceptions
 Masked exceptions produce the IEEE/x87 default results.  An unmasked exception sets ES and
 B in the status word: ``pending_unmasked()`` becomes true and the core raises #MF (or IRQ
 13) on the next waiting FPU instruction.  For unmasked IE, DE and ZE the destination, the
-stack and TOP are left unchanged; for unmasked OE/UE on a register destination the masked
-result is written (the hardware's exponent-biased result needs an exponent range doubles
-lack); for a memory destination nothing is stored.
+stack and TOP are left unchanged; for unmasked OE/UE the arithmetic instructions deliver
+the exponent-biased result (-/+24576) to a register destination, and a memory destination
+is not written.
 
 FIP/FCS/FDP/FDS/FOP: the core may pass the instruction's offset and CS and the data
 segment selector as ``fip``, ``fcs``, ``fds`` (they default to 0); FDP is ``addr`` (the linear
@@ -640,7 +640,8 @@ class FPU:
             return False
         if kind >= 6 and (ma == 0 or mb == 0):
             return False
-        raw, fl, away = F.exact_op(kind, na, ma, ea, nb, mb, eb, 24 if pc == 0 else 64, rc)
+        raw, fl, away = F.exact_op(kind, na, ma, ea, nb, mb, eb, 24 if pc == 0 else 64, rc,
+                                   ~self.cw & (OE | UE))
         if (ra is not None and F.ext_class(ra) == 2) or (rb is not None and F.ext_class(rb) == 2):
             fl |= DE
         if self._signal(fl | flags):
@@ -657,7 +658,7 @@ class FPU:
         """A result outside the double range: computed exactly and kept in the 80-bit shadow
         with the 80-bit exponent range (overflow/underflow only where the x87 has them)."""
         x = _exact_value(kind, _frac(a, ra), _frac(b, rb))
-        raw, fl, away = F.fraction_wide(x, rc)
+        raw, fl, away = F.fraction_wide(x, rc, ~self.cw & (OE | UE))
         if self._signal(fl | flags):
             return
         self._set_c1(away)
