@@ -57,13 +57,14 @@ def run(cpu: Any, budget: int) -> int:
         if use_blocks and not cpu.shadow and not cpu.flags & TF:
             # Run compiled blocks back to back.  Blocks never change the mode, CS, CPL,
             # IF, TF or the shadow, so only the budget, request_stop() and a new interrupt
-            # request end this inner loop.
+            # request (polled every ~32 instructions) end this inner loop.
             base_cs = cpu.sbase[1]
             limit_cs = cpu.slimit[1]
             user = 0x100000 if cpu.cpl == 3 else 0
             mode = (1 if cpu.code32 else 0) | (2 if cpu.stack32 else 0)
             irq = intc if (intc is not None and cpu.flags & IF) else None
             ran = 0
+            irq_next = 0
             while True:
                 eip = cpu.eip
                 lin = (base_cs + eip) & 0xFFFFFFFF
@@ -98,8 +99,13 @@ def run(cpu: Any, budget: int) -> int:
                     break
                 executed += n
                 ran += n
-                if executed >= budget or cpu._stop or (irq is not None and irq.has_interrupt()):
+                if executed >= budget or cpu._stop:
                     break
+                if irq is not None and ran >= irq_next:
+                    # ask the interrupt controller every 32 or so instructions, not per block
+                    if irq.has_interrupt():
+                        break
+                    irq_next = ran + 32
             if ran:
                 if ran > 0:
                     cpu.instruction_count += ran
