@@ -381,11 +381,21 @@ def test_linux_driver_on_an_rtl8029_gets_a_dhcp_lease_from_passt_and_arps_its_ga
     assert result["yiaddr"] != b"\0" * 4 and result["gateway"] != result["yiaddr"]
 
 
-@pytest.mark.skipif(not _ping_sockets_allowed(),
-                    reason="the host forbids unprivileged ICMP sockets for passt's group "
-                           "(net.ipv4.ping_group_range), so passt cannot answer pings")
+_NO_PING = ("the host forbids unprivileged ICMP sockets for passt's group "
+            "(net.ipv4.ping_group_range), so passt cannot answer pings")
+
+
 def test_linux_driver_pings_the_passt_gateway_through_the_card():
-    result = trio.run(lambda: run_linux_driver_on_passt(ping=True))
+    # Checked when the test runs (not at collection): the sysctl is host state that may
+    # change while a long session runs, and passt reads it for each ping.
+    if not _ping_sockets_allowed():
+        pytest.skip(_NO_PING)
+    try:
+        result = trio.run(lambda: run_linux_driver_on_passt(ping=True))
+    except BaseException:
+        if not _ping_sockets_allowed():
+            pytest.skip(_NO_PING + " (changed while the test ran)")
+        raise
     assert result["ping"] is not None
 
 
@@ -410,8 +420,9 @@ def test_mac_translation_after_restore_driver_keeps_old_mac_wire_sees_only_the_n
                 clone.send = relay.send_nowait
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(wire_to_card, relay, driver)
-                    result = await dhcp_arp_ping(driver, old,   # the guest's view: old MAC
-                                                 ping=_ping_sockets_allowed())
+                    # the guest's view: the old MAC (no ping: it carries no MAC beyond
+                    # Ethernet, and passt's answer depends on host state)
+                    result = await dhcp_arp_ping(driver, old, ping=False)
                     nursery.cancel_scope.cancel()
         stats = clone.statistics()
         assert stats["tx_translated"] >= 3 and stats["rx_translated"] >= 3
