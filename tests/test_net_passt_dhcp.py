@@ -12,10 +12,10 @@ frames from relay.receive go to card.receive.
 Over that, a DHCP client (RFC 2131, built and parsed with dpkt) gets an address from passt's
 DHCP server, ARPs for the gateway and pings it. passt answers a ping to its gateway
 address with its own ICMP forwarding (an unprivileged ping socket towards the host, which
-needs `net.ipv4.ping_group_range` to include passt's group); when the host forbids those
-sockets the ping part is skipped with that reason, the rest still runs.
+needs `net.ipv4.ping_group_range` to include passt's group); the ping is its own test,
+skipped with that reason when the host forbids those sockets (checked when it runs).
 
-The second test does the same with a card restored from a saved state in
+The last test does DHCP and ARP with a card restored from a saved state in
 mac_address_translation mode: the driver keeps the MAC it read before the save, the wire
 (the relay's pcap capture, read back with dpkt) carries only the card's fresh MAC.
 """
