@@ -680,6 +680,34 @@ def _ext_float(raw: int) -> float:
     return ext_to_double(raw)
 
 
+def _host_keeps_pointers(host_results: Dict[int, Tuple[int, int, int, bytes, bytes, bytes]]) -> bool:
+    """Whether this host stores FCS/FDS and FDP for every x87 instruction.  Newer Intel CPUs
+    may deprecate FCS/FDS (stored as 0) or update FDP only on unmasked exceptions; then the
+    pointer fields are not compared.  Calibrated on case 0 (FLD m64, FADD m64, FST m64)."""
+    _code_addr, buf_addr, _out, _code, _hbuf, hout = host_results[0]
+    fcs = int.from_bytes(hout[16:18], "little")
+    fdp = int.from_bytes(hout[20:24], "little")
+    fds = int.from_bytes(hout[24:26], "little")
+    return fcs == 0x23 and fds == 0x2B and fdp == buf_addr + 128
+
+
+def _mask_pointers(img: bytearray, at: int, size16: bool) -> None:
+    """Blank FIP/FCS/FOP/FDP/FDS of an environment image stored at offset ``at``."""
+    lo, hi = (at + 6, at + 14) if size16 else (at + 12, at + 28)
+    img[lo:hi] = bytes(hi - lo)
+
+
+def _env_offsets(c: Case) -> List[Tuple[int, bool]]:
+    """Offsets of the environment images a case stores into its buffer (FNSTENV/FNSAVE)."""
+    import re
+    out = []
+    for line in "\n".join(c.asm).split("\n"):
+        m = re.search(r"(data16 )?fn(?:stenv|save) \[ebx\+(\d+)\]", line)
+        if m:
+            out.append((int(m.group(2)), bool(m.group(1))))
+    return out
+
+
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[c.name for c in CASES])
 def test_x87_matches_host_cpu(host_results, index: int) -> None:
     c = CASES[index]
@@ -691,6 +719,14 @@ def test_x87_matches_host_cpu(host_results, index: int) -> None:
     ebuf, esave, eflags = emulate(code_addr, code, buf_addr, bytes(init), out_addr, c.eflags)
     hflags = int.from_bytes(hout[SAVE:SAVE + 4], "little")
     hsave = hout[:SAVE]
+    if not _host_keeps_pointers(host_results):
+        eb, hb, es, hs = bytearray(ebuf), bytearray(hbuf), bytearray(esave), bytearray(hsave)
+        _mask_pointers(es, 0, False)
+        _mask_pointers(hs, 0, False)
+        for at, size16 in _env_offsets(c):
+            _mask_pointers(eb, at, size16)
+            _mask_pointers(hb, at, size16)
+        ebuf, hbuf, esave, hsave = bytes(eb), bytes(hb), bytes(es), bytes(hs)
     assert eflags & 0x8D5 == hflags & 0x8D5, f"EFLAGS host {hflags:#x} emulated {eflags:#x}"
     if not c.approx:
         assert ebuf.hex() == hbuf.hex(), "stored memory differs"
