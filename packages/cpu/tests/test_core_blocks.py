@@ -215,3 +215,15 @@ def test_only_code_that_runs_repeatedly_is_compiled_by_default():
     compiled = {phys for phys, b in cpu.icache.items() if b.n}
     assert compiled == {0x1005}  # the loop body; the run-once mov and hlt stay interpreted
     assert cpu.reg[0] == 100
+
+
+def test_16bit_code_running_up_to_offset_ffff_wraps_ip_like_the_interpreter():
+    # unreal-mode CS limit (4 GiB) with 16-bit code ending at FFFF: inc ax at FFFE, nop at FFFF,
+    # then IP wraps to 0000 where a hlt sits
+    cpu = real_mode_cpu(b"\x40\x90", cs=0x100, ip=0xFFFE)
+    cpu.block_threshold = 1
+    cpu.set_segment("cs", 0x100, 0x1000, 0xFFFFFFFF, 0x9B)
+    cpu.memory.ram[0x1000] = 0xF4
+    cpu.translate(0x1000 + 0xFFFE, False, False)  # TLB hit so a block is tried at once
+    run_until_hlt(cpu)
+    assert cpu.eip == 1 and cpu.reg[0] & 0xFFFF == 1

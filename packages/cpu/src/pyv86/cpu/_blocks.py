@@ -104,6 +104,8 @@ class _Gen:
     def b(self) -> int:
         if self.pos >= self.page_end:
             raise _Unsupported()
+        if not self.code32 and self.start_eip + (self.pos - self.phys) > 0xFFFF:
+            raise _Unsupported()  # 16-bit IP would wrap: leave it to the interpreter
         v = self.ram[self.pos]
         self.pos += 1
         return v
@@ -727,7 +729,7 @@ class _Gen:
         return v - (SIGNS[sz] << 1) if v & SIGNS[sz] else v
 
     def next_eip(self) -> int:
-        return (self.start_eip + (self.pos - self.phys)) & 0xFFFFFFFF
+        return (self.start_eip + (self.pos - self.phys)) & (0xFFFFFFFF if self.code32 else 0xFFFF)
 
     def branch(self, cond: Optional[str], d: int, o32: bool) -> None:
         """End the block with a (conditional) relative jump."""
@@ -813,7 +815,7 @@ def compile_block(cpu: Any, phys: int, eip: int) -> Block:
     env["EIPS"] = tuple(eips)
     env["ALU"] = _ops.alu
     exec(compile(src, f"<block {phys:#x}>", "exec"), env)
-    last = max((end - 1) & 0xFFFFFFFF, g.max_target)
+    last = max(g.start_eip + (g.pos - g.phys) - 1, g.max_target)  # last byte, unwrapped
     blk = Block(eip, mode, last, n, env["block"], src)
     cpu._add_code(phys, blk)
     return blk
