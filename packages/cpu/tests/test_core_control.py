@@ -177,3 +177,18 @@ def test_xlat_and_bound_within_range():
     cpu.reg[0] = 11
     run_until_hlt(cpu)
     assert cpu.eip == 0x3001 and cpu.read16(0x8000 - 6) == 0x1000
+
+
+def test_enter_sets_the_frame_pointer_by_the_stack_size_not_the_operand_size():
+    # 16-bit ENTER (66 C8 04 00 00) on a 32-bit stack: EBP := the whole new ESP frame value
+    cpu = flat32_cpu(b"\x66\xc8\x04\x00\x00" + HLT)
+    cpu.reg[5] = 0x5678DF00
+    run_until_hlt(cpu)
+    assert cpu.reg[5] == 0x90000 - 2 and cpu.reg[4] == 0x90000 - 2 - 4
+    # 32-bit ENTER on a 16-bit stack (SS.B = 0): only BP changes, EBP's upper half stays
+    cpu = flat32_cpu(b"\xc8\x04\x00\x00" + HLT)
+    cpu.set_segment("ss", 0x10, 0, 0xFFFF, 0x0093)
+    cpu.reg[4] = 0x1234E000
+    cpu.reg[5] = 0x5678DF00
+    run_until_hlt(cpu)
+    assert cpu.reg[5] == 0x5678DFFC and cpu.reg[4] == 0x1234DFF8

@@ -1203,11 +1203,13 @@ def enter(cpu: Any) -> None:
         sp = (sp - n) & wrap
         mem_write(cpu, SS, sp, sz, frame)
     sp = (sp - size) & wrap
+    # the frame pointer's width follows the stack size, not the operand size (SDM ENTER)
     if s32:
         reg[4] = sp
+        reg[5] = frame
     else:
         reg[4] = (reg[4] & 0xFFFF0000) | sp
-    setreg(cpu, sz, 5, frame)
+        reg[5] = (reg[5] & 0xFFFF0000) | frame
 
 
 @opcode(0xC9)
