@@ -48,11 +48,7 @@ CHUNKED_GROUPS = ("mixed", "loop", "cc")
 
 # (group, code size, engine) -> the exact finding (see diffharness/FINDINGS.md); strict xfail.
 KNOWN: dict = {}
-FINDING_2 = (
-    "finding 2: ENTER sets the frame pointer by the operand size instead of the stack size: "
-    "32-bit ENTER on a 16-bit stack sets EBP to SP zero-extended (SDM and QEMU: BP := FrameTemp,"
-    " EBP's upper half kept), 16-bit ENTER on a 32-bit stack sets only BP (SDM and QEMU: "
-    "EBP := FrameTemp = ESP)")
+# Findings 1 and 2 were fixed in the core (e4992d8, d98882c); none open.
 
 
 def _params(cases: dict, bits: int) -> list:
@@ -123,8 +119,7 @@ def test_random_32bit_code_on_a_16bit_stack_segment_matches_unicorn(
 
 
 @pytest.mark.parametrize("code,text", [
-    pytest.param("c8040000", "enter 4, 0", id="o32-level0",
-                 marks=pytest.mark.xfail(strict=True, reason=FINDING_2)),
+    pytest.param("c8040000", "enter 4, 0", id="o32-level0"),
     pytest.param("c8100000c9", "enter 0x10, 0; leave", id="o32-level0-leave"),
     pytest.param("66c8040001", "o16 enter 4, 1", id="o16-level1"),
     pytest.param("66c8080003", "o16 enter 8, 3", id="o16-level3"),
@@ -172,10 +167,8 @@ def test_random_16bit_code_on_a_32bit_stack_segment_matches_unicorn(
 
 
 @pytest.mark.parametrize("code,text,ebp", [
-    pytest.param("c8040000", "enter 4, 0", 0x5678DF00, id="o16-level0",
-                 marks=pytest.mark.xfail(strict=True, reason=FINDING_2)),
-    pytest.param("c8040001", "enter 4, 1", 0x5678DF00, id="o16-level1",
-                 marks=pytest.mark.xfail(strict=True, reason=FINDING_2)),
+    pytest.param("c8040000", "enter 4, 0", 0x5678DF00, id="o16-level0"),
+    pytest.param("c8040001", "enter 4, 1", 0x5678DF00, id="o16-level1"),
     pytest.param("c8080003", "enter 8, 3", 0xDF00, id="o16-level3-ebp-in-stack"),
     pytest.param("66c8040001", "o32 enter 4, 1", 0x5678DF00, id="o32-level1"),
     pytest.param("c9", "leave", 0xDF00, id="o16-leave"),
