@@ -227,3 +227,22 @@ def test_16bit_code_running_up_to_offset_ffff_wraps_ip_like_the_interpreter():
     cpu.translate(0x1000 + 0xFFFE, False, False)  # TLB hit so a block is tried at once
     run_until_hlt(cpu)
     assert cpu.eip == 1 and cpu.reg[0] & 0xFFFF == 1
+
+
+def test_a_write_through_a_second_virtual_page_on_the_same_frame_drops_compiled_code():
+    # linear 0x1000 (code) and 0x300000 map the same physical frame 0x1000
+    cpu = flat32_cpu(b"\x40\xc3", paging=True)  # 0x1000: inc eax ; ret
+    cpu.block_threshold = 1
+    pt = 0x101000
+    cpu.memory.ram[pt + 4 * 0x300:pt + 4 * 0x300 + 4] = (0x1000 | 7).to_bytes(4, "little")
+    cpu.tlb_flush()
+    # caller at 0x2000: call 0x1000 ; call 0x1000 ; mov byte [0x300000], 0x48 (dec eax) ;
+    #                   call 0x1000 ; hlt
+    caller = (b"\xe8" + (0x1000 - 0x2005).to_bytes(4, "little", signed=True)
+              + b"\xe8" + (0x1000 - 0x200A).to_bytes(4, "little", signed=True)
+              + b"\xc6\x05\x00\x00\x30\x00\x48"
+              + b"\xe8" + (0x1000 - 0x2016).to_bytes(4, "little", signed=True) + b"\xf4")
+    cpu.memory.ram[0x2000:0x2000 + len(caller)] = caller
+    cpu.eip = 0x2000
+    run_until_hlt(cpu)
+    assert cpu.reg[0] == 1  # +1 +1 -1: the third call ran the rewritten instruction
