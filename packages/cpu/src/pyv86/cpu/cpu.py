@@ -11,8 +11,8 @@ State layout (names fixed by the internal contract, docs in the package README):
 - System registers: ``cpl cr0 cr2 cr3 cr4 dr gdtr_* idtr_* ldtr_* tr_* msr halted a20_mask fpu``.
 - Mode helpers: ``protected vm86 code32 stack32 paging``.
 
-Hooks this module calls in ``_system`` (all take the CPU first; ``_system`` may be absent
-while it is being written, the real-mode fallbacks in ``_realmode`` then apply):
+Hooks the core calls in ``_system`` (all take the CPU first; real-mode interrupts, far
+transfers and IRET are done by the core itself in ``_ops``):
 
 ==========================================  ==================================================
 ``interrupt(cpu, vector, kind, error_code)``  kind "external" / "soft" / "exception"; EIP is
@@ -28,7 +28,7 @@ while it is being written, the real-mode fallbacks in ``_realmode`` then apply):
                                                 and the TSS bitmap denies the port
 ==========================================  ==================================================
 
-``op`` for ``system_instruction`` is a :class:`pyv86.cpu._decode.ModRM` (``reg`` field,
+``op`` for ``system_instruction`` is a :class:`pyv86.cpu._ops.ModRM` (``reg`` field,
 ``is_mem``, ``linear``, ``read(size)``, ``write(value, size)``, ``opsize32``) or None for
 instructions without a ModRM byte.  On ``_paging``: ``translate(cpu, lin, write, user) ->
 physical`` (raises CPUFault(14, code) and sets CR2).
