@@ -655,8 +655,6 @@ test:
     assert m.get32(0x7F04) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="core: POP SS adds to ESP with the new SS's B bit "
-                   "(_ops._pop_seg); found by test386 POST 09")
 def test_pop_ss_steps_esp_with_the_old_stack_size(tmp_path: Path) -> None:
     # SDM vol. 2 POP: the pop (and the ESP/SP increment) uses the stack-address size of the
     # SS in force before the load. A 16-bit SS at SP=FFFC popping a 32-bit-B selector

@@ -689,8 +689,15 @@ def _pop_seg(s: int) -> Handler:
     def h(cpu: Any) -> None:
         sz = osz(cpu)
         v = stack_read(cpu, 0, sz) & 0xFFFF
+        # SDM POP: ESP steps by the stack size in force before the load (POP SS may
+        # change the B bit); read it before load_segment re-derives cpu.stack32.
+        old_stack32 = cpu.stack32
         cpu.load_segment(s, v)
-        sp_add(cpu, SIZE[sz])
+        reg = cpu.reg
+        if old_stack32:
+            reg[4] = (reg[4] + SIZE[sz]) & 0xFFFFFFFF
+        else:
+            reg[4] = (reg[4] & 0xFFFF0000) | ((reg[4] + SIZE[sz]) & 0xFFFF)
         if s == SS:
             cpu.shadow = True
     return h
