@@ -126,7 +126,7 @@ class Machine:
         vmlinux: PathOrBytes = None,
         initrd: PathOrBytes = None,
         cmdline: Optional[str] = None,
-        memory_size: int = DEFAULT_MEMORY,
+        memory_size: Optional[int] = None,
         network_relay_url: Optional[str] = None,
         mac_address: Optional[str] = None,
         preserve_mac_from_state_image: bool = False,
@@ -139,7 +139,18 @@ class Machine:
         debug_output: Optional[Callable[[bytes], None]] = None,
         cpu_factory: Optional[Callable[..., Any]] = None,
         console_limit: int = 16 * MiB,
+        initial_state: Any = None,
+        state_progress: Optional[Callable[[int, int], Any]] = None,
     ) -> None:
+        self.image_metadata: Dict[str, Any] = {}
+        if initial_state is not None:
+            if bzimage is not None or vmlinux is not None or initrd is not None:
+                raise MachineConfigError("initial_state restores a running machine: give it "
+                                         "without bzimage, vmlinux or initrd")
+            if memory_size is None:
+                memory_size = _image_memory_size(initial_state)
+        if memory_size is None:
+            memory_size = DEFAULT_MEMORY
         if clock not in ("realtime", "deterministic"):
             raise MachineConfigError(f"clock must be 'realtime' or 'deterministic', got {clock!r}")
         if isinstance(memory_size, bool) or not isinstance(memory_size, int):
@@ -149,6 +160,9 @@ class Machine:
                 f"memory_size must be between 16 MiB and 2048 MiB, got {memory_size // MiB} MiB")
         if bzimage is not None and vmlinux is not None:
             raise MachineConfigError("give bzimage or vmlinux, not both")
+        if preserve_mac_from_state_image and mac_address_translation:
+            raise MachineConfigError("choose preserve_mac_from_state_image or "
+                                     "mac_address_translation, not both")
         self.options = {
             "memory_size": memory_size, "cmdline": cmdline, "clock": clock,
             "clock_hz": clock_hz, "network_relay_url": network_relay_url,
@@ -254,6 +268,8 @@ class Machine:
             except KernelImageError as exc:
                 raise MachineConfigError(f"kernel: {exc}") from None
             enter(self.cpu, self.boot)
+        if initial_state is not None:
+            self._restore_image(initial_state, state_progress)
 
     # ------------------------------------------------------------------ wiring helpers
     def _instruction_count(self) -> int:
@@ -598,10 +614,37 @@ class Machine:
         return await run_async(self, **options)
 
     # ------------------------------------------------------------------ state
+    #: Components of :meth:`save_state` in the order :meth:`restore_state` applies them:
+    #: the CPU first (its instruction count drives the deterministic clock), then the
+    #: clock, then the devices whose timers are re-posted from the clock's time.
+    COMPONENTS = ("cpu", "memory", "clock", "pic", "pit", "rtc", "uart", "i8042", "port92",
+                  "pci", "nic")
+
+    def _flush_host_input(self) -> None:
+        # typed bytes and frames queued by the host reach the devices at the start of the
+        # next slice, at this very instruction count: deliver them now so the state holds them
+        if self._serial_in:
+            self._deliver_serial()
+        if self._incoming and self.nic is not None:
+            self._deliver_frames()
+
     def save_state(self) -> Dict[str, Any]:
-        """Device states (the CPU and RAM are composed by the state image writer)."""
+        """Every component's state as plain data: the CPU (with its FPU), the memory
+        controller (PAM; the RAM itself goes into a state image, see :meth:`save_image`),
+        the clock, PICs, PIT, RTC, UART, i8042, port 0x92, the PCI bus and the card (with
+        its RAM and ring). Pending timed events are re-posted from these states on restore.
+        Call it between runs, never from inside ``cpu.run``.
+
+        Saving also drops the CPU's translation caches: under the deterministic clock the
+        time a guest reads inside one ``cpu.run`` slice depends on which code is compiled
+        (compiled blocks add their instructions when the slice ends), so the original and
+        any machine restored from this state continue identically only when both start
+        from cold caches."""
+        self._flush_host_input()
+        self.cpu.flush_caches()
         state: Dict[str, Any] = {
             "version": 1,
+            "cpu": self.cpu.save_state(),
             "memory": self.memory.save_state(),
             "clock": self.clock.save_state(),
             "pic": self.pic.save_state(),
@@ -615,3 +658,132 @@ class Machine:
         if self.nic is not None:
             state["nic"] = self.nic.save_state()
         return state
+
+    def mac_mode(self) -> str:
+        """The card's restore mode from the options: ``randomise`` (the default),
+        ``preserve_mac_from_state_image`` or ``mac_address_translation``."""
+        if self.options["mac_address_translation"]:
+            return "mac_address_translation"
+        if self.options["preserve_mac_from_state_image"]:
+            return "preserve_mac_from_state_image"
+        return "randomise"
+
+    def restore_state(self, state: Dict[str, Any], memory: Any = None) -> None:
+        """Restore :meth:`save_state` output (and, when given, all of RAM from ``memory``,
+        a bytes-like of exactly the memory size). The card restores its MAC per
+        :meth:`mac_mode`. Everything is checked before the machine is left changed: on any
+        problem the previous state is put back and :class:`StateImageError` names it."""
+        from .stateimage import StateImageError
+
+        def bad(msg: str) -> StateImageError:
+            return StateImageError(f"machine state: {msg}")
+
+        if not isinstance(state, dict):
+            raise bad(f"expected a dict, got {type(state).__name__}")
+        if state.get("version") != 1:
+            raise bad(f"unsupported version {state.get('version')!r} (this machine reads 1)")
+        wanted = [c for c in self.COMPONENTS if c != "nic" or self.nic is not None]
+        missing = [c for c in wanted if not isinstance(state.get(c), dict)]
+        if missing:
+            raise bad(f"missing or malformed component(s): {', '.join(missing)}")
+        if "nic" in state and self.nic is None:
+            raise bad("the state holds a network card but this machine has none "
+                      "(network_relay_url='none')")
+        unknown = sorted(set(state) - set(self.COMPONENTS) - {"version"})
+        if unknown:
+            raise bad(f"unknown component(s): {', '.join(map(str, unknown))}")
+        if memory is not None and len(memory) != self.memory.size:
+            raise bad(f"memory holds {len(memory)} bytes, this machine has "
+                      f"{self.memory.size}")
+        previous = self.save_state()
+        try:
+            self._apply_state(state, self.mac_mode())
+        except Exception as exc:
+            failed = getattr(exc, "component", "?")
+            try:
+                self._apply_state(previous, "preserve_mac_from_state_image")
+            finally:
+                self.cpu.flush_caches()
+            raise bad(f"{failed}: {exc}") from None
+        if memory is not None:
+            self.memory.ram[:] = memory
+        self.cpu.flush_caches()  # RAM and paging changed behind the CPU
+        self._stop_reason = None
+        self._stop_detail = ""
+
+    def _apply_state(self, state: Dict[str, Any], mac_mode: str) -> None:
+        for name in self.COMPONENTS:
+            if name not in state:
+                continue
+            try:
+                if name == "nic":
+                    self.nic.restore_state(state[name], mac_mode=mac_mode)
+                else:
+                    getattr(self, name).restore_state(state[name])
+            except Exception as exc:
+                exc.component = name  # type: ignore[attr-defined]
+                raise
+
+    def image_config(self) -> Dict[str, Any]:
+        """What must match between a state image and the machine restoring it (paths,
+        URLs, the MAC options and console wiring stay out)."""
+        return {"memory_size": self.memory.size, "clock": self.options["clock"],
+                "clock_hz": self.options["clock_hz"],
+                "nic": None if self.nic is None else {"model": "rtl8029", "slot": NE2K_SLOT}}
+
+    def save_image(self, path: Any, progress: Optional[Callable[[int, int], Any]] = None,
+                   *, metadata: Optional[Dict[str, Any]] = None) -> int:
+        """Write the whole machine (every component and all of RAM) into a state image
+        file (``docs/state-images.md``); returns its size in bytes. Between runs only."""
+        from .stateimage import StateImage, package_versions, write_image
+
+        state = self.save_state()
+        cpu = state.pop("cpu")
+        meta: Dict[str, Any] = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "instructions": self.cpu.instruction_count,
+            "guest_ns": self.clock.now_ns(),
+        }
+        if metadata:
+            meta.update(metadata)
+        return write_image(path, StateImage(
+            config=self.image_config(), versions=package_versions(),
+            components={"cpu": cpu, "machine": state}, memory=self.memory.ram,
+            metadata=meta), progress=progress)
+
+    def _restore_image(self, source: Any, progress: Optional[Callable[[int, int], Any]]
+                       ) -> None:
+        from .stateimage import StateImageError, read_image
+
+        try:
+            image = read_image(source, expected_config=self.image_config(),
+                               memory_limit=self.memory.size, progress=progress)
+        except OSError as exc:
+            raise StateImageError(f"cannot read the state image {_name(source)}: "
+                                  f"{exc.strerror or exc}") from None
+        comps = image.components
+        machine_state = comps.get("machine")
+        if not isinstance(machine_state, dict) or not isinstance(comps.get("cpu"), dict):
+            raise StateImageError(f"state image {_name(source)}: it lacks the 'cpu' or "
+                                  "'machine' component (not saved by a pyv86 Machine)")
+        full = dict(machine_state)
+        full["cpu"] = comps["cpu"]
+        self.restore_state(full, image.memory)
+        self.image_metadata = dict(image.metadata)
+
+
+def _image_memory_size(source: Any) -> int:
+    """The memory size recorded in an image, for a Machine given no memory_size."""
+    from .stateimage import StateImageError, read_image_info
+
+    try:
+        return read_image_info(source).memory_size
+    except OSError as exc:
+        raise StateImageError(f"cannot read the state image {_name(source)}: "
+                              f"{exc.strerror or exc}") from None
+
+
+def _name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return repr(os.fspath(source))
+    return "(in memory)"
