@@ -246,3 +246,68 @@ def test_a_write_through_a_second_virtual_page_on_the_same_frame_drops_compiled_
     cpu.eip = 0x2000
     run_until_hlt(cpu)
     assert cpu.reg[0] == 1  # +1 +1 -1: the third call ran the rewritten instruction
+
+
+class _ClockIO:
+    """I/O bus whose port reads and writes record the CPU's instruction count, as a machine
+    whose deterministic clock (PIT, TSC via tsc_source) derives from it does."""
+
+    def __init__(self):
+        self.cpu = None
+        self.seen = []
+
+    def read(self, port, size):
+        self.seen.append(("in", self.cpu.instruction_count))
+        return 0
+
+    def write(self, port, value, size):
+        self.seen.append(("out", self.cpu.instruction_count))
+
+
+def test_time_read_inside_a_compiled_loop_advances_with_every_instruction():
+    # Linux calibrates the TSC against the PIT in a tight loop of RDTSC and IN: the count both
+    # derive from must be exact at the I/O access and RDTSC, not only after the block loop.
+    #   mov ecx, 50 ; l: rdtsc ; mov [edi], eax ; add edi, 4 ; in al, 0x40 ; out 0x80, al ;
+    #   dec ecx ; jnz l ; hlt
+    code = (b"\xb9\x32\x00\x00\x00" b"\x0f\x31" b"\x89\x07" b"\x83\xc7\x04" b"\xe4\x40"
+            b"\xe6\x80" b"\x49" b"\x75\xf2" b"\xf4")
+    io = _ClockIO()
+    cpu = flat32_cpu(code, io=io)
+    io.cpu = cpu
+    cpu.block_threshold = 1  # compile at the first visit
+    cpu.reg[7] = 0x6000
+    assert cpu.run(10000) == 1 + 7 * 50 + 1 and cpu.halted
+    assert any(b.n == 7 for b in cpu.icache.values())  # the loop body ran as one block
+    # instruction i of iteration j ran after 1 + 7 * j + i instructions had completed
+    tsc = [int.from_bytes(cpu.memory.ram[0x6000 + 4 * j:0x6004 + 4 * j], "little")
+           for j in range(50)]
+    assert tsc == [1 + 7 * j for j in range(50)]
+    assert io.seen == [x for j in range(50) for x in (("in", 4 + 7 * j), ("out", 5 + 7 * j))]
+    assert cpu.instruction_count == 1 + 7 * 50 + 1
+
+
+def test_a_fault_after_chained_blocks_keeps_their_instructions_counted():
+    # mov ecx, 20 ; l: inc eax ; dec ecx ; jnz l ; mov ebx, [0x40000] (not present) ; hlt
+    cpu = flat32_cpu(b"\xb9\x14\x00\x00\x00\x40\x49\x75\xfc\x8b\x1d\x00\x00\x04\x00\xf4",
+                     paging=True)
+    cpu.block_threshold = 1  # compile at the first visit
+    cpu.memory.ram[0x101000 + 4 * 0x40:0x101000 + 4 * 0x40 + 4] = b"\x00" * 4
+    cpu.tlb_flush()
+    cpu.translate(0x1009, False, False)  # TLB hit, so the faulting mov also runs compiled
+    from pyv86.cpu import _exec
+    seen = []
+    orig = _exec.deliver
+
+    def record(c, vector, kind, error_code=None):
+        seen.append((vector, c.eip, c.instruction_count))
+        c.halted = True
+
+    _exec.deliver = record
+    try:
+        executed = cpu.run(1000)
+    finally:
+        _exec.deliver = orig
+    # the fault is delivered after the 1 + 3 * 20 completed instructions; the faulting one
+    # counts as executed, as in the interpreter
+    assert seen == [(14, 0x1009, 1 + 3 * 20)]
+    assert executed == cpu.instruction_count == 1 + 3 * 20 + 1

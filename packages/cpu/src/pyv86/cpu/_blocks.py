@@ -99,6 +99,7 @@ class _Gen:
         self.tmp = 0
         self.max_target = 0
         self.uses_mem = False
+        self.counts = False
 
     # ------------------------------------------------------------------ bytes
     def b(self) -> int:
@@ -126,6 +127,13 @@ class _Gen:
 
     def emit(self, line: str) -> None:
         self.lines.append("    " + line)
+
+    def sync_count(self, indent: str = "") -> None:
+        """Make ``cpu.instruction_count`` exact before a call that may let the guest observe
+        time (I/O ports, RDTSC, MMIO): ``C`` is the count at block entry, ``k`` instructions
+        of this block have completed.  The run loop sets the count after the block."""
+        self.counts = True
+        self.emit(f"{indent}cpu.instruction_count = C + {self.k}")
 
     # ------------------------------------------------------------------ flags
     def flush(self) -> None:
@@ -290,6 +298,7 @@ class _Gen:
         self.emit(f"    {t} |= {lv} & 0xFFF")
         self.emit(f"    {v} = {self._ram_read(t, n)}")
         self.emit("else:")
+        self.sync_count("    ")
         self.emit(f"    {v} = MR(cpu, {s}, {o}, {sz})")
         return v
 
@@ -308,6 +317,7 @@ class _Gen:
         self.emit(f"    {v} = {self._ram_read(t, n)}")
         self.emit("else:")
         self.emit(f"    {t} = -1")
+        self.sync_count("    ")
         self.emit(f"    {lv} = cpu.seg_linear({s}, {o}, {n}, True)")
         self.emit(f"    PW(cpu, {lv}, {n})")
         self.emit(f"    {v} = LR(cpu, {lv}, {sz})")
@@ -339,6 +349,7 @@ class _Gen:
         self.emit(f"    {t} |= {lv} & 0xFFF")
         self._ram_write(t, n, w, "    ")
         self.emit("else:")
+        self.sync_count("    ")
         self.emit(f"    MW(cpu, {ea[0]}, {o}, {sz}, {w})")
         self.smc_check()
 
@@ -357,6 +368,7 @@ class _Gen:
         self.emit(f"    {t} |= {lv} & 0xFFF")
         self._ram_write(t, n, w, "    ")
         self.emit("else:")
+        self.sync_count("    ")
         self.emit(f"    MW(cpu, 2, {o}, {sz}, {w})")
         if self.stack32:
             self.emit(f"R[4] = {sp}")
@@ -475,6 +487,7 @@ class _Gen:
         self.emit(f"k = {k}")
         self.emit("E = R[4]")
         self.emit(f"cpu.eip = {self.eips[-1]}")
+        self.sync_count()
         self.emit("EX(cpu)")
         self.emit("E = -1")
         if control:
@@ -799,6 +812,8 @@ def compile_block(cpu: Any, phys: int, eip: int) -> Block:
     prologue = ("    RAM = cpu.ram; TR = cpu.tlb_r; TW = cpu.tlb_w; SB = cpu.sbase; LO = cpu.seg_lo\n"
                 "    RHI = cpu.seg_rhi; WHI = cpu.seg_whi; U = 0x100000 if cpu.cpl == 3 else 0\n"
                 if g.uses_mem else "")
+    if g.counts:
+        prologue += "    C = cpu.instruction_count\n"
     src = ("def block(cpu):\n"
            "    R = cpu.reg\n" + prologue +
            "    G = cpu.code_gen\n"

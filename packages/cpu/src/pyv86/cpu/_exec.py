@@ -58,6 +58,11 @@ def run(cpu: Any, budget: int) -> int:
             # Run compiled blocks back to back.  Blocks never change the mode, CS, CPL,
             # IF, TF or the shadow, so only the budget, request_stop() and a new interrupt
             # request (polled every ~32 instructions) end this inner loop.
+            # instruction_count is exact at every block boundary (and a block makes it
+            # exact before an I/O access, RDTSC or an MMIO access inside it): the guest's
+            # clock derives from it.  A block may set it mid-way, so it is assigned from
+            # the local count, never incremented.
+            ic = cpu.instruction_count
             base_cs = cpu.sbase[1]
             limit_cs = cpu.slimit[1]
             user = 0x100000 if cpu.cpl == 3 else 0
@@ -91,12 +96,17 @@ def run(cpu: Any, budget: int) -> int:
                 try:
                     n = blk.fn(cpu)
                 except CPUFault as fault:
-                    n = cpu._blk_done + 1  # the faulting instruction counts, as below
-                    executed += n
-                    cpu.instruction_count += n
+                    # as in the interpreter below: the exception is delivered with the
+                    # completed instructions counted, then the faulting one counts too
+                    done = cpu._blk_done
+                    executed += done + 1
+                    cpu.instruction_count = ic + done
                     _fault(cpu, fault, cpu.eip, reg[4])
+                    cpu.instruction_count += 1
                     ran = -1
                     break
+                ic += n
+                cpu.instruction_count = ic
                 executed += n
                 ran += n
                 if executed >= budget or cpu._stop:
@@ -107,8 +117,6 @@ def run(cpu: Any, budget: int) -> int:
                         break
                     irq_next = ran + 32
             if ran:
-                if ran > 0:
-                    cpu.instruction_count += ran
                 continue
         cpu.shadow = False
         eip0 = cpu.eip
