@@ -112,3 +112,53 @@ def test_unmasked_exception_raises_mf_on_the_next_waiting_instruction_with_cr0_n
     assert cpu.fpu.status_word() & 0x8084 == 0x8084
     # unmasked ZE: FDIVP neither stored nor popped (TOP 6), and the faulting FLD1 did not push
     assert cpu.fpu.status_word() >> 11 & 7 == 6
+
+
+def test_fnstenv_in_protected_mode_records_the_instruction_and_operand_pointers() -> None:
+    """SDM vol. 1, 8.1.8-8.1.10 and figure 8-9: the 32-bit protected-mode environment holds
+    the last non-control instruction's offset (FIP) and CS selector, its opcode (FOP) and
+    its operand's offset (FDP) and segment selector (FDS: here the FS override)."""
+    code = bytes.fromhex(
+        "d9e8"              # 1000: fld1
+        "64d90500200000"    # 1002: fld dword [fs:0x2000]
+        "d9ee"              # 1009: fldz (register form: FIP/FCS move, FDP/FDS stay)
+        "d93500300000"      # 100b: fnstenv [0x3000] (a control instruction: changes none)
+        "f4")
+    cpu = flat32(code)
+    cpu.set_segment("fs", 0x18, 0, 0xFFFFFFFF, 0xC093)
+    cpu.memory.ram[0x2000:0x2004] = struct.pack("<f", 2.0)
+    cpu.run(10)
+    assert cpu.halted
+    w = struct.unpack("<7I", bytes(cpu.memory.ram[0x3000:0x301C]))
+    assert w[3] == 0x1009                           # FIP: the FLDZ
+    assert w[4] & 0xFFFF == 0x08                    # FCS
+    assert (w[4] >> 16) & 0x7FF == 0x1EE            # FOP of FLDZ (D9 EE)
+    assert w[5] == 0x2000                           # FDP of the FLD m32
+    assert w[6] & 0xFFFF == 0x18                    # FDS: the override segment's selector
+
+
+def test_fnstenv_in_virtual_8086_mode_uses_the_real_mode_layout() -> None:
+    """SDM vol. 1, 8.1.10 / figure 8-11: in virtual-8086 mode (as in real mode) the
+    environment holds 20-bit linear instruction and operand pointers, not selector:offset."""
+    cpu = CPU(Memory(), Ports())
+    cpu.cr0 = 0x11 | 0x20
+    cpu.set_segment("cs", 0x100, 0x1000, 0xFFFF, 0xFB)
+    for s in ("ds", "es", "ss", "fs", "gs"):
+        cpu.set_segment(s, 0x200, 0x2000, 0xFFFF, 0xF3)
+    cpu.cpl = 3
+    cpu.set_eflags(0x20002)                         # VM
+    cpu.update_mode()
+    assert cpu.vm86 and not cpu.code32
+    code = bytes.fromhex(
+        "d9060002"          # 0010: fld dword [0x200]   (linear 0x2200)
+        "d9360003")         # 0014: fnstenv [0x300]     (linear 0x2300, 14 bytes)
+    cpu.memory.ram[0x1010:0x1010 + len(code)] = code
+    cpu.memory.ram[0x2200:0x2204] = struct.pack("<f", 2.0)
+    cpu.eip = 0x10
+    cpu.reg[4] = 0x1000
+    assert cpu.run(2) == 2
+    w = struct.unpack("<7H", bytes(cpu.memory.ram[0x2300:0x230E]))
+    assert w[0] == 0x037F
+    assert w[3] == 0x1010                           # FIP(15:0) = (CS << 4) + IP
+    assert w[4] == 0x0106                           # FIP(19:16) << 12 | FOP (D9 06)
+    assert w[5] == 0x2200 and w[6] == 0             # FDP as a 20-bit linear address

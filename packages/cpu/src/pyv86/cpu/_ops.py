@@ -1901,10 +1901,16 @@ def _esc(cpu: Any) -> None:
         setreg(cpu, 1, 0, fpu.status_word())
         return
     addr = None
+    fds = 0
     if m < 0xC0:
         addr = cpu.seg_linear(cpu.ea_seg, cpu.ea_off, 1, False)
+        fds = cpu.sreg[cpu.ea_seg]
     f = cpu.get_eflags()
-    nf = fpu.execute(op, m, addr, cpu, f, bool(cpu.o32), bool(cpu.protected))
+    # FIP/FCS: the instruction's first byte (prefixes included) and CS; FDS: the operand's
+    # segment (DS or the override).  Virtual-8086 mode uses the real-mode environment
+    # layout (20-bit linear pointers), SDM vol. 1, 8.1.10.
+    nf = fpu.execute(op, m, addr, cpu, f, bool(cpu.o32), bool(cpu.protected and not cpu.vm86),
+                     fip=cpu.insn_eip, fcs=cpu.sreg[1], fds=fds)
     if nf is not None and nf != f:
         set_flags(cpu, 0x8D5, nf & 0x8D5)
 
