@@ -14,6 +14,7 @@ import time
 from typing import Any, BinaryIO, List, Optional
 
 from .machine import DEFAULT_MEMORY, EXIT_CODES, Machine, MachineConfigError
+from .stateimage import StateImageError
 
 __all__ = ["main"]
 
@@ -60,16 +61,30 @@ def _parser() -> argparse.ArgumentParser:
     k = r.add_mutually_exclusive_group()
     k.add_argument("--bzimage", metavar="PATH", help="Linux bzImage to boot")
     k.add_argument("--vmlinux", metavar="PATH", help="uncompressed ELF vmlinux to boot")
+    k.add_argument("--initial-state", metavar="IMAGE",
+                   help="restore a state image (saved with --save-state) and carry on")
     r.add_argument("--initrd", metavar="PATH", help="initial ramdisk")
     r.add_argument("--cmdline", help="kernel command line")
-    r.add_argument("--memory-size", type=_memory, default=DEFAULT_MEMORY, metavar="SIZE",
-                   help="RAM, e.g. 64M (default 64M)")
+    r.add_argument("--memory-size", type=_memory, default=None, metavar="SIZE",
+                   help=f"RAM, e.g. 64M (default {DEFAULT_MEMORY // MiB}M, or the image's "
+                   "with --initial-state)")
     r.add_argument("--network-relay-url", metavar="URL", default=None,
                    help="passt:, ws://..., wss://..., tcp://host:port, unix:///path, null: or "
                    "none (default: passt: when passt is installed, else none)")
     r.add_argument("--mac-address", metavar="MAC", help="the card's MAC (default random)")
-    r.add_argument("--preserve-mac-from-state-image", action="store_true")
-    r.add_argument("--mac-address-translation", action="store_true")
+    r.add_argument("--preserve-mac-from-state-image", action="store_true",
+                   help="with --initial-state: keep the image's MAC (default: a fresh one)")
+    r.add_argument("--mac-address-translation", action="store_true",
+                   help="with --initial-state: the guest keeps the image's MAC, the wire "
+                   "sees a fresh one, frames are translated")
+    r.add_argument("--save-state", metavar="PATH",
+                   help="where to save a state image: on SIGUSR1, on --save-on and with "
+                   "--save-at-exit (each save replaces the file)")
+    r.add_argument("--save-on", action="append", default=[], metavar="TEXT",
+                   help="save the state when the console prints TEXT, then carry on "
+                   "(repeatable, once per TEXT)")
+    r.add_argument("--save-at-exit", action="store_true",
+                   help="save the state when the run ends (not after an emulator error)")
     r.add_argument("--clock", choices=("realtime", "deterministic"), default="deterministic",
                    help="deterministic (default): guest time from instructions, idle time "
                    "skipped, reproducible; realtime: guest time follows the wall clock")
@@ -85,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--stop-on", action="append", default=[], metavar="TEXT",
                    help="stop (exit code 7) when the console prints TEXT (repeatable)")
     r.add_argument("-q", "--quiet", action="store_true", help="no status line and messages")
+    i = sub.add_parser("inspect-state", help="verify state images and print their headers")
+    i.add_argument("images", nargs="+", metavar="IMAGE")
     b = sub.add_parser("build-guest", help="build the default Linux guest (cached)")
     b.add_argument("--cache-dir", metavar="DIR")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
@@ -146,7 +163,15 @@ def _input_thread(machine: Machine, stream: BinaryIO, raw: bool) -> None:
 def _run(args: argparse.Namespace) -> int:
     quiet = args.quiet
     bzimage, vmlinux, initrd, cmdline = args.bzimage, args.vmlinux, args.initrd, args.cmdline
-    if bzimage is None and vmlinux is None:
+    if (args.save_on or args.save_at_exit) and args.save_state is None:
+        print("pyv86 run: --save-on and --save-at-exit need --save-state PATH", file=sys.stderr)
+        return EXIT_CODES["usage"]
+    if args.initial_state is not None:
+        if initrd is not None or cmdline is not None:
+            print("pyv86 run: --initial-state restores a running machine: no --initrd or "
+                  "--cmdline", file=sys.stderr)
+            return EXIT_CODES["usage"]
+    elif bzimage is None and vmlinux is None:
         if initrd is not None:
             print("pyv86 run: --initrd needs --bzimage or --vmlinux", file=sys.stderr)
             return EXIT_CODES["usage"]
@@ -188,12 +213,35 @@ def _run(args: argparse.Namespace) -> int:
                           mac_address=args.mac_address,
                           preserve_mac_from_state_image=args.preserve_mac_from_state_image,
                           mac_address_translation=args.mac_address_translation,
-                          clock=args.clock, seed=args.seed, serial_output=write)
-    except MachineConfigError as exc:
-        print(f"pyv86 run: {exc}", file=sys.stderr)
+                          clock=args.clock, seed=args.seed, serial_output=write,
+                          initial_state=args.initial_state)
+    except (MachineConfigError, StateImageError) as exc:
+        where = (f"--initial-state {args.initial_state}: "
+                 if isinstance(exc, StateImageError) else "")
+        print(f"pyv86 run: {where}{exc}", file=sys.stderr)
         if out_file is not None:
             out_file.close()
         return EXIT_CODES["usage"]
+    saves: List[str] = []  # why a save was asked for (the run loop acts between slices)
+
+    def ask_save(why: str) -> None:
+        saves.append(why)
+        machine.stop("stopped", "save")
+
+    save_patterns = [p.encode() for p in args.save_on]
+    if save_patterns:
+        save_tail = bytearray()
+
+        def watch_save(data: bytes) -> None:
+            save_tail.extend(data)
+            for p in list(save_patterns):
+                if p in save_tail:
+                    save_patterns.remove(p)
+                    ask_save(f"console printed {p.decode(errors='replace')!r}")
+            if save_patterns:
+                del save_tail[:-max(len(p) for p in save_patterns) * 2]
+
+        machine.serial_listeners.append(watch_save)
     if patterns:
         tail = bytearray()
 
@@ -222,6 +270,20 @@ def _run(args: argparse.Namespace) -> int:
                              daemon=True, name="pyv86-console-in").start()
         except (OSError, ValueError, AttributeError):
             pass
+    def on_signal(signum: int, frame: Any) -> None:
+        machine.stop("interrupted", f"signal {signum}")
+
+    def on_usr1(signum: int, frame: Any) -> None:
+        ask_save("SIGUSR1")
+
+    # before the first message, so whoever waits for it may signal at once
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    usr1 = getattr(signal, "SIGUSR1", None)
+    old_usr1 = None
+    if usr1 is not None and args.save_state is not None:
+        old_usr1 = signal.signal(usr1, on_usr1)
+        if hasattr(signal, "pthread_sigmask"):  # a parent may have left it blocked
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {usr1})
     _say(quiet, raw, machine.network_note)
     if raw:
         _say(quiet, raw, "console attached; Ctrl-A x quits")
@@ -232,14 +294,41 @@ def _run(args: argparse.Namespace) -> int:
              f"{n / elapsed / 1e6 if elapsed else 0:5.2f} MIPS, guest time "
              f"{m.guest_seconds():.3f} s")
 
-    def on_signal(signum: int, frame: Any) -> None:
-        machine.stop("interrupted", f"signal {signum}")
+    def save(why: str) -> bool:
+        start = time.perf_counter()
+        try:
+            size = machine.save_image(args.save_state, metadata={"trigger": why})
+        except (OSError, StateImageError) as exc:
+            _say(False, raw, f"cannot save the state to {args.save_state}: {exc}")
+            return False
+        _say(quiet, raw, f"saved the state to {args.save_state} ({why}): {size / MiB:.1f} MiB "
+             f"in {time.perf_counter() - start:.1f} s at {machine.cpu.instruction_count} "
+             "instructions")
+        return True
 
-    old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
-        result = machine.run(max_instructions=args.max_instructions,
-                             time_limit=args.time_limit,
-                             on_status=None if quiet else status, status_interval=10.0)
+        start_count = machine.cpu.instruction_count
+        start_wall = time.perf_counter()
+        while True:
+            left_n = (None if args.max_instructions is None else
+                      max(1, args.max_instructions - (machine.cpu.instruction_count
+                                                      - start_count)))
+            left_t = (None if args.time_limit is None else
+                      max(1e-3, args.time_limit - (time.perf_counter() - start_wall)))
+            result = machine.run(max_instructions=left_n, time_limit=left_t,
+                                 on_status=None if quiet else status, status_interval=10.0)
+            if not (saves and result.reason == "stopped" and result.detail == "save"):
+                break
+            why = saves[0]
+            del saves[:]
+            if not save(why):
+                result.reason, result.detail = "error", "the state could not be saved"
+                break
+        result.instructions = machine.cpu.instruction_count - start_count
+        result.wall_seconds = time.perf_counter() - start_wall
+        if args.save_at_exit and result.reason != "error":
+            if not save(f"at exit: {result.reason}"):
+                result.reason, result.detail = "error", "the state could not be saved"
     except MachineConfigError as exc:
         if term is not None:
             term.close()
@@ -254,6 +343,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CODES["error"]
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        if usr1 is not None and old_usr1 is not None:
+            signal.signal(usr1, old_usr1)
         if term is not None:
             term.close()
         if out_file is not None:
@@ -283,6 +374,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = ap.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.command == "inspect-state":
+        from .stateimage import main as inspect
+
+        return inspect(list(args.images))
     if args.command == "build-guest":
         from .guest import GuestBuildError, build_guest
 

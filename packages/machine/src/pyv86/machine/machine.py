@@ -621,12 +621,16 @@ class Machine:
                   "pci", "nic")
 
     def _flush_host_input(self) -> None:
-        # typed bytes and frames queued by the host reach the devices at the start of the
-        # next slice, at this very instruction count: deliver them now so the state holds them
+        # What the next slice would do first, at this very instruction count: deliver the
+        # bytes and frames queued by the host and run the timed events already due (a
+        # slice that ran long, or was stopped, can leave some overdue). The devices
+        # re-post their future events from their state on restore, but an overdue one
+        # would be lost, so it must have happened before the state is taken.
         if self._serial_in:
             self._deliver_serial()
         if self._incoming and self.nic is not None:
             self._deliver_frames()
+        self.scheduler.run_due(self.clock.now_ns())
 
     def save_state(self) -> Dict[str, Any]:
         """Every component's state as plain data: the CPU (with its FPU), the memory
