@@ -76,7 +76,7 @@ async def run_async(machine: Machine, *, max_instructions: Optional[int] = None,
         else:
             from pyv86.relay_client import RelayError, open_relay
 
-            async with open_relay(url, **relay_options) as relay:
+            async with open_relay(url, **{**machine.relay_options, **relay_options}) as relay:
                 def send(frame: bytes) -> None:
                     try:
                         relay.send_nowait(frame)

@@ -140,9 +140,12 @@ class Machine:
         cpu_factory: Optional[Callable[..., Any]] = None,
         console_limit: int = 16 * MiB,
         initial_state: Any = None,
+        relay_options: Optional[Dict[str, Any]] = None,
         state_progress: Optional[Callable[[int, int], Any]] = None,
     ) -> None:
         self.image_metadata: Dict[str, Any] = {}
+        #: extra options for the relay client (e.g. ``capture=`` a pcap path)
+        self.relay_options: Dict[str, Any] = dict(relay_options or {})
         if initial_state is not None:
             if bzimage is not None or vmlinux is not None or initrd is not None:
                 raise MachineConfigError("initial_state restores a running machine: give it "
@@ -559,7 +562,7 @@ class Machine:
         except ImportError as exc:  # PyPy 3.9: the relay client needs Python 3.11
             raise MachineConfigError(
                 f"network {url!r} needs pyv86-relay-client (Python 3.11+): {exc}") from None
-        relay = ThreadedRelay(url, on_frame=self._relay_frame)
+        relay = ThreadedRelay(url, on_frame=self._relay_frame, **self.relay_options)
         self._transport_send = relay.send
         return relay
 
