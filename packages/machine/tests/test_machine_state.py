@@ -233,3 +233,13 @@ def test_serial_input_typed_before_a_save_is_kept_in_the_state():
     m.send_serial(b"typed")
     state = m.save_state()
     assert b"typed" in bytes(state["uart"]["rx"]) + bytes(state["uart"]["host_queue"])
+
+
+def test_a_stop_asked_for_between_runs_applies_to_the_next_run():
+    # a signal handler (the CLI's SIGUSR1 save) may fire before run() starts: not lost
+    m = machine()
+    m.run(max_instructions=1000)
+    m.stop("stopped", "asked between runs")
+    r = m.run(max_instructions=1000)
+    assert (r.reason, r.detail, r.instructions) == ("stopped", "asked between runs", 0)
+    assert m.run(max_instructions=1000).instructions == 1000  # then runs go on as before

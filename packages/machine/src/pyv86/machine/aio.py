@@ -36,7 +36,7 @@ async def run_async(machine: Machine, *, max_instructions: Optional[int] = None,
     """Run ``machine`` until it stops; see :meth:`Machine.run` for the stop reasons."""
     from .machine import RESUMABLE, RunResult
 
-    if machine.stop_reason in RESUMABLE:
+    if machine.stop_reason in RESUMABLE and machine._stop_reported:
         machine._stop_reason = None
         machine._stop_detail = ""
     url = machine.network_url
@@ -105,6 +105,7 @@ async def run_async(machine: Machine, *, max_instructions: Optional[int] = None,
         else:
             raise
     wall = time.perf_counter() - start_wall
+    machine._stop_reported = True
     return RunResult(machine.stop_reason or "stopped",
                      machine.cpu.instruction_count - start_count, wall,
                      machine.guest_seconds(), machine._stop_detail)

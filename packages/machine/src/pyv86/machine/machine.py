@@ -175,6 +175,9 @@ class Machine:
         }
         self.deterministic = clock == "deterministic"
         self._stop_reason: Optional[str] = None
+        # True once a run returned with _stop_reason: the next run clears a resumable one;
+        # a stop() asked for while no run is going applies to the next run instead
+        self._stop_reported = False
         self._stop_detail = ""
         self._lock = threading.Lock()
         self.console = bytearray()
@@ -444,9 +447,11 @@ class Machine:
     # ------------------------------------------------------------------ running
     def stop(self, reason: str = "stopped", detail: str = "") -> None:
         """Ask the run loop to stop (thread-safe)."""
-        if self._stop_reason is None:
+        if self._stop_reason is None or (self._stop_reported
+                                         and self._stop_reason in RESUMABLE):
             self._stop_reason = reason
             self._stop_detail = detail
+            self._stop_reported = False
         try:
             self.cpu.request_stop()
         except AttributeError:
@@ -543,7 +548,7 @@ class Machine:
 
         With a network URL other than ``"null:"``, the relay runs in a helper thread
         (:class:`pyv86.relay_client.ThreadedRelay`)."""
-        if self._stop_reason in RESUMABLE:
+        if self._stop_reason in RESUMABLE and self._stop_reported:
             self._stop_reason = None  # a limit or a stop() ended the last run: carry on
             self._stop_detail = ""
         relay = None
@@ -603,6 +608,7 @@ class Machine:
             self.stop("error", f"{type(exc).__name__}: {exc}")
             self.error = exc
         wall = time.perf_counter() - start_wall
+        self._stop_reported = True
         return RunResult(self._stop_reason or "stopped", self.cpu.instruction_count - start_count,
                          wall, self.guest_seconds(), self._stop_detail)
 
