@@ -109,3 +109,46 @@ def test_translation_keeps_the_guest_mac_and_puts_only_a_fresh_one_on_the_wire(i
     assert not any(old_b in f for f in frames)  # not in Ethernet, ARP, DHCP chaddr...
     assert all(f[6:12] == new_b or f[0:6] in (new_b, b"\xff" * 6) or f[0] & 1
                for f in frames)
+
+
+def test_preserve_keeps_the_image_mac_on_the_wire_and_networking_works(image, tmp_path):
+    # scenario 2: preserve_mac_from_state_image; no guest action needed
+    from pyv86.machine import Machine
+
+    path, _router = image
+    pcap = tmp_path / "wire.pcap"
+    m = Machine(initial_state=path, network_relay_url="passt:", seed=8,
+                preserve_mac_from_state_image=True, relay_options={"capture": str(pcap)})
+    old_b = bytes.fromhex(OLD.replace(":", ""))
+    assert m.nic.mac == old_b == m.nic.guest_mac
+    m.send_serial(b"udhcpc -i eth0 -n -q -f -t 5 -T 3 -s /etc/udhcpc.script "
+                  b"&& echo RENEW-$((1+1)); echo DONE-$((4+4))\n")
+    _run_until(m, "DONE-8")
+    assert "RENEW-2" in m.console_text(), m.console_text()[-3000:]
+    sent = [f for f in _pcap_frames(pcap) if f[6:12] == old_b]
+    assert sent  # the image's MAC is the one on the wire
+
+
+def test_default_gives_a_fresh_mac_and_a_driver_rebind_plus_dhcp_uses_it(image, tmp_path):
+    # scenario 1: the card's PROM holds a fresh random MAC; re-probing the driver (the
+    # seed document's workaround) makes the guest take it, then DHCP works again
+    from pyv86.machine import Machine
+
+    path, _router = image
+    pcap = tmp_path / "wire.pcap"
+    m = Machine(initial_state=path, network_relay_url="passt:", seed=9,
+                relay_options={"capture": str(pcap)})
+    new = ":".join(f"{b:02x}" for b in m.nic.mac)
+    assert new != OLD
+    m.send_serial(b"echo 0000:00:05.0 > /sys/bus/pci/drivers/ne2k-pci/unbind; "
+                  b"echo 0000:00:05.0 > /sys/bus/pci/drivers/ne2k-pci/bind; "
+                  b"ip link set eth0 up; ip link show eth0; "
+                  b"udhcpc -i eth0 -n -q -f -t 5 -T 3 -s /etc/udhcpc.script "
+                  b"&& echo RENEW-$((1+1)); echo DONE-$((4+4))\n")
+    _run_until(m, "DONE-8")
+    text = m.console_text()
+    assert f"link/ether {new}" in text, text[-3000:]
+    assert "RENEW-2" in text, text[-3000:]
+    new_b = m.nic.mac
+    frames = _pcap_frames(pcap)
+    assert any(f[6:12] == new_b for f in frames)
