@@ -152,3 +152,32 @@ def test_default_gives_a_fresh_mac_and_a_driver_rebind_plus_dhcp_uses_it(image, 
     new_b = m.nic.mac
     frames = _pcap_frames(pcap)
     assert any(f[6:12] == new_b for f in frames)
+
+
+def test_a_guest_saved_with_its_driver_unbound_binds_after_restore(image, tmp_path):
+    # the seed document's first workaround: unbind before saving, bind after restoring
+    from pyv86.machine import Machine
+
+    path, _router = image
+    first = Machine(initial_state=path, network_relay_url="passt:", seed=10,
+                    preserve_mac_from_state_image=True)
+    first.send_serial(b"echo 0000:00:05.0 > /sys/bus/pci/drivers/ne2k-pci/unbind; "
+                      b"ls /sys/class/net; echo UNBOUND-$((5+5))\n")
+    _run_until(first, "UNBOUND-10")
+    assert "eth0" not in first.console_text().rsplit("ls /sys/class/net", 1)[-1]
+    unbound = tmp_path / "unbound.pyv86"
+    first.save_image(unbound)
+    pcap = tmp_path / "wire.pcap"
+    m = Machine(initial_state=unbound, network_relay_url="passt:", seed=11,
+                relay_options={"capture": str(pcap)})
+    new = ":".join(f"{b:02x}" for b in m.nic.mac)
+    assert new != OLD
+    m.send_serial(b"echo 0000:00:05.0 > /sys/bus/pci/drivers/ne2k-pci/bind; "
+                  b"ip link set eth0 up; ip link show eth0; "
+                  b"udhcpc -i eth0 -n -q -f -t 5 -T 3 -s /etc/udhcpc.script "
+                  b"&& echo RENEW-$((1+1)); echo DONE-$((4+4))\n")
+    _run_until(m, "DONE-8")
+    text = m.console_text()
+    assert f"link/ether {new}" in text, text[-3000:]
+    assert "RENEW-2" in text, text[-3000:]
+    assert any(f[6:12] == m.nic.mac for f in _pcap_frames(pcap))
