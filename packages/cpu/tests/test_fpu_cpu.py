@@ -6,30 +6,11 @@ from __future__ import annotations
 import struct
 
 from pyv86.cpu.cpu import CPU
-
-
-class Memory:
-    def __init__(self, size: int = 0x100000) -> None:
-        self.ram = bytearray(size)
-        self.page_kind = bytearray(size >> 12)
-
-    def read(self, addr: int, size: int) -> int:
-        return (1 << (8 * size)) - 1
-
-    def write(self, addr: int, value: int, size: int) -> None:
-        pass
-
-
-class Ports:
-    def read(self, port: int, size: int) -> int:
-        return (1 << (8 * size)) - 1
-
-    def write(self, port: int, value: int, size: int) -> None:
-        pass
+from pyv86.cpu.testing import NullIO, SimpleMemory
 
 
 def flat32(code: bytes) -> CPU:
-    cpu = CPU(Memory(), Ports())
+    cpu = CPU(SimpleMemory(0x100000), NullIO())
     cpu.cr0 = 0x11 | 0x20            # PE, ET, NE
     cpu.set_segment("cs", 0x08, 0, 0xFFFFFFFF, 0xC09B)
     for s in ("ds", "es", "ss"):
@@ -63,7 +44,7 @@ def test_fld_fadd_fst_fnstsw_fcomi_fcmov_through_the_cpu() -> None:
 
 
 def test_fnstenv_in_real_mode_uses_the_real_mode_layout() -> None:
-    cpu = CPU(Memory(), Ports())
+    cpu = CPU(SimpleMemory(0x100000), NullIO())
     cpu.reset()
     code = bytes.fromhex(
         "d9e8"          # fld1
@@ -85,7 +66,7 @@ def test_fnstenv_in_real_mode_uses_the_real_mode_layout() -> None:
 def test_unmasked_exception_raises_mf_on_the_next_waiting_instruction_with_cr0_ne() -> None:
     """SDM vol. 1, 8.7: the faulting FDIV completes with ES set; the next waiting x87
     instruction (here FLD1) raises #MF (vector 16) with CR0.NE=1, pointing at itself."""
-    cpu = CPU(Memory(), Ports())
+    cpu = CPU(SimpleMemory(0x100000), NullIO())
     cpu.reset()
     cpu.cr0 |= 0x20                                  # NE: native x87 error reporting
     for s in ("cs", "ds", "es", "ss"):
@@ -140,7 +121,7 @@ def test_fnstenv_in_protected_mode_records_the_instruction_and_operand_pointers(
 def test_fnstenv_in_virtual_8086_mode_uses_the_real_mode_layout() -> None:
     """SDM vol. 1, 8.1.10 / figure 8-11: in virtual-8086 mode (as in real mode) the
     environment holds 20-bit linear instruction and operand pointers, not selector:offset."""
-    cpu = CPU(Memory(), Ports())
+    cpu = CPU(SimpleMemory(0x100000), NullIO())
     cpu.cr0 = 0x11 | 0x20
     cpu.set_segment("cs", 0x100, 0x1000, 0xFFFF, 0xFB)
     for s in ("ds", "es", "ss", "fs", "gs"):

@@ -13,32 +13,13 @@ import pytest
 from pyv86.cpu import _paging
 from pyv86.cpu._fault import CPUFault
 from pyv86.cpu.cpu import CPU
+from pyv86.cpu.testing import NullIO, SimpleMemory
 
 PD = 0x10000  # page directory
 PT = 0x11000  # page table for linear 0x00000000-0x003FFFFF
 PT2 = 0x12000  # page table for linear 0x00400000-0x007FFFFF
 
 P, RW, US, A, D, PS, G = 1, 2, 4, 0x20, 0x40, 0x80, 0x100
-
-
-class Memory:
-    def __init__(self, size: int = 0x800000) -> None:
-        self.ram = bytearray(size)
-        self.page_kind = bytearray(size >> 12)
-
-    def read(self, addr: int, size: int) -> int:
-        return (1 << (8 * size)) - 1
-
-    def write(self, addr: int, value: int, size: int) -> None:
-        pass
-
-
-class NoIO:
-    def read(self, port: int, size: int) -> int:
-        return (1 << (8 * size)) - 1
-
-    def write(self, port: int, value: int, size: int) -> None:
-        pass
 
 
 def put32(cpu: CPU, addr: int, value: int) -> None:
@@ -51,7 +32,7 @@ def get32(cpu: CPU, addr: int) -> int:
 
 @pytest.fixture
 def cpu() -> CPU:
-    c = CPU(Memory(), NoIO())
+    c = CPU(SimpleMemory(0x800000), NullIO())
     put32(c, PD + 0, PT | P | RW | US)
     put32(c, PD + 4, PT2 | P | RW | US)
     c.cr3 = PD

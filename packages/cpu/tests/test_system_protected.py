@@ -18,23 +18,12 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from pyv86.cpu.cpu import CPU
+from pyv86.cpu.testing import SimpleMemory
 
 BASE = 0x10000
 RES = 0x7000
 LASTVEC = 0x7F00
 NO_VECTOR = 0xFFFFFFFF
-
-
-class Memory:
-    def __init__(self, size: int = 0x400000) -> None:
-        self.ram = bytearray(size)
-        self.page_kind = bytearray(size >> 12)
-
-    def read(self, addr: int, size: int) -> int:
-        return (1 << (8 * size)) - 1
-
-    def write(self, addr: int, value: int, size: int) -> None:
-        pass
 
 
 class PortLog:
@@ -171,7 +160,7 @@ class Machine:
         proc = subprocess.run([nasm, "-f", "bin", "-o", str(out), str(asm)],
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
-        self.mem = Memory()
+        self.mem = SimpleMemory(0x400000)
         self.io = PortLog()
         self.resets: List[str] = []
         self.cpu = CPU(self.mem, self.io, intc=intc, on_reset=self.resets.append)
@@ -300,7 +289,7 @@ gdtr: dw 23
     (tmp_path / "m.asm").write_text(src)
     subprocess.run([nasm, "-f", "bin", "-o", str(tmp_path / "m.bin"), str(tmp_path / "m.asm")],
                    check=True)
-    mem = Memory()
+    mem = SimpleMemory(0x400000)
     cpu = CPU(mem, PortLog())
     image = (tmp_path / "m.bin").read_bytes()
     mem.ram[0x7C00:0x7C00 + len(image)] = image
