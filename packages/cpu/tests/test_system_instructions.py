@@ -16,6 +16,7 @@ import pytest
 from pyv86.cpu import _system
 from pyv86.cpu._fault import CPUFault
 from pyv86.cpu.cpu import CPU
+from pyv86.cpu.testing import SimpleMemory
 
 _spec = importlib.util.spec_from_file_location(
     "_pyv86_system_harness", Path(__file__).with_name("test_system_protected.py"))
@@ -37,7 +38,7 @@ class Clock:
 @pytest.fixture
 def cpu() -> CPU:
     clock = Clock()
-    c = CPU(harness.Memory(), harness.PortLog(), tsc_source=clock)
+    c = CPU(SimpleMemory(0x400000), harness.PortLog(), tsc_source=clock)
     c.cr0 = 0x11
     c.set_segment("cs", 0x08, 0, 0xFFFFFFFF, 0xC09B)
     c.set_segment("ss", 0x10, 0, 0xFFFFFFFF, 0xC093)
