@@ -132,6 +132,13 @@ def test_mac_modes_randomise_preserve_and_translate(tmp_path):
     assert kept.nic.mac == old and kept.nic.guest_mac == old
     moved = machine(initial_state=path, mac_address_translation=True)
     assert moved.nic.guest_mac == old and moved.nic.mac != old
+    # the note `pyv86 run` prints after a restore names both MACs and what happens
+    old_text = ":".join(f"{b:02x}" for b in old)
+    assert original.mac_note() == f"card MAC {old_text}"
+    assert fresh.image_mac == old and old_text in fresh.mac_note()
+    assert "stops until the driver is bound again" in fresh.mac_note()
+    assert kept.mac_note() == f"card MAC {old_text}, the image's (preserve_mac_from_state_image)"
+    assert "translation" in moved.mac_note() and old_text in moved.mac_note()
 
 
 def test_both_mac_options_at_once_are_a_config_error():

@@ -119,18 +119,33 @@ def test_state_is_versioned_plain_data(image):
     assert state["guest_mac"] == state["wire_mac"] == IMAGE_MAC
 
 
+def par(card: NE2000) -> bytes:
+    """The station address registers, page 1 offsets 1-6."""
+    card.io_write(0, 0x62, 1)
+    value = bytes(card.io_read(1 + i, 1) for i in range(6))
+    card.io_write(0, 0x22, 1)
+    return value
+
+
 def test_restore_randomise_gives_a_new_mac_and_keeps_the_ring(image):
     state, frames = image
-    card = NE2000(model="rtl8029")
+    sent: list[bytes] = []
+    card = NE2000(model="rtl8029", send=sent.append)
     card.restore_state(state)                    # default mode
     assert card.mac != IMAGE_MAC and card.guest_mac == card.mac
     assert prom_mac(card) == card.mac            # a rebinding driver sees the new MAC
+    assert par(card) == card.mac                 # the station address moved too (v86)
     assert drain(card) == frames                 # frames received before the save survive
-    # the guest's PAR still holds the image MAC: frames to the new MAC are filtered out
-    # until the driver is rebound (v86's documented breakage, workaround 1)
-    assert card.receive(to(card.mac, 80, 1)) is False
-    linux_up(card, prom_mac(card))               # rmmod/modprobe
+    # the driver still sends with the image MAC it cached, untranslated; a learning relay
+    # answers that MAC and the card filters the answers out: v86's documented breakage
+    transmit(card, arp_request(IMAGE_MAC))
+    assert sent == [arp_request(IMAGE_MAC)]
+    assert card.receive(arp_reply_to(IMAGE_MAC)) is False
+    assert card.receive(to(IMAGE_MAC, 80, 1)) is False
+    assert card.statistics()["rx_dropped_filtered"] == 2
+    linux_up(card, prom_mac(card))               # unbind/bind (workaround 1) re-reads the PROM
     assert card.receive(to(card.mac, 80, 1)) is True
+    assert card.receive(to(IMAGE_MAC, 80, 1)) is False
 
 
 def test_restore_preserve_mac_from_state_image_keeps_everything(image):

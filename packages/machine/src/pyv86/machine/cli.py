@@ -285,6 +285,8 @@ def _run(args: argparse.Namespace) -> int:
         if hasattr(signal, "pthread_sigmask"):  # a parent may have left it blocked
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {usr1})
     _say(quiet, raw, machine.network_note)
+    if machine.nic is not None:
+        _say(quiet, raw, machine.mac_note())
     if raw:
         _say(quiet, raw, "console attached; Ctrl-A x quits")
 

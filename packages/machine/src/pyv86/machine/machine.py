@@ -783,6 +783,36 @@ class Machine:
         full["cpu"] = comps["cpu"]
         self.restore_state(full, image.memory)
         self.image_metadata = dict(image.metadata)
+        nic = full.get("nic")
+        if self.nic is not None and isinstance(nic, dict):
+            self.image_mac = bytes(nic["guest_mac"])  # checked by the card's restore
+
+    #: after a restore from an image with a card: the MAC the guest's driver had (bytes)
+    image_mac: Optional[bytes] = None
+
+    def mac_note(self) -> str:
+        """One line for people: the card's MAC, and after a restore what the guest sees
+        under the MAC mode in force (``docs/networking.md``); "" without a card."""
+        if self.nic is None:
+            return ""
+        from pyv86.ne2k import format_mac as _mac_text
+
+        wire = _mac_text(self.nic.mac)
+        old = self.image_mac
+        if old is None:
+            return f"card MAC {wire}"
+        mode = self.mac_mode()
+        if mode == "preserve_mac_from_state_image":
+            return f"card MAC {wire}, the image's (preserve_mac_from_state_image)"
+        if mode == "mac_address_translation":
+            return (f"card MAC {wire} on the wire; the guest keeps the image's "
+                    f"{_mac_text(self.nic.guest_mac)} (mac_address_translation)")
+        if bytes(old) == bytes(self.nic.mac):
+            return f"card MAC {wire}"
+        return (f"card MAC {wire}, fresh after the restore; the guest's driver still uses "
+                f"the image's {_mac_text(old)}, so its networking stops until the driver is "
+                "bound again (unbind/bind, then DHCP) - or restore with "
+                "preserve_mac_from_state_image or mac_address_translation")
 
 
 def _image_memory_size(source: Any) -> int:

@@ -370,7 +370,7 @@ class NE2000:
 
     def restore_state(self, state: Dict[str, Any], mac_mode: str = "randomise") -> None:
         """Restore :meth:`save_state` output. ``mac_mode``: ``"randomise"`` (a fresh MAC in
-        PROM and on the wire), ``"preserve_mac_from_state_image"`` (the image's MAC), or
+        PROM, in the station address registers PAR0-5 and on the wire), ``"preserve_mac_from_state_image"`` (the image's MAC), or
         ``"mac_address_translation"`` (the guest keeps the image's MAC, the wire gets a fresh
         one, frames are translated). Raises ValueError naming what is wrong; on error the
         card is unchanged."""

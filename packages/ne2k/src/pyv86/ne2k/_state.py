@@ -167,7 +167,11 @@ def restore(card: NE2000, state: Dict[str, Any], mac_mode: str) -> None:
     c.rcr &= 0x3F
     c.dcr &= 0x7F
     c.imr &= 0x7F
-    c.par[:] = par
+    # randomise: the card's station address moves to the fresh MAC too, as in v86 (whose
+    # PAR registers are the card's MAC). The driver still sends with the MAC it cached, a
+    # learning relay answers that MAC, and the card filters the answers out: networking stops
+    # until the driver re-reads the PROM (the seed document's breakage, and its workaround).
+    c.par[:] = new_wire if mac_mode == "randomise" else par
     c.mar[:] = mar
     c.mem[c.ram_start:c.ram_end] = ram
     c.dma = _DMA[dma]
