@@ -6,7 +6,15 @@ skips with a clear reason instead of breaking collection of the whole folder.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
+
+# pytest runs in importlib mode: make this folder's helper modules (``_switch``) importable
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 
 class PCIMachine:
