@@ -11,6 +11,25 @@ an uncompressed cpio archive with busybox and :file:`_guest/init.sh`. Results ar
 ``~/.cache/pyv86/guest/<key>/``, where the key hashes the configuration, the scripts and the
 package versions, so a second call returns at once. The build runs under ``nice -n 19`` with
 ``make -j2``.
+
+Every instruction of the guest's boot costs host time, so the recipe avoids work the guest
+never uses (measured by sampling EIP over the whole boot and mapping it to ``nm vmlinux``;
+the figures are instructions from the 32-bit entry to ``Run /init``: 66.5 M with
+tinyconfig's choices, 29.0 M without the legacy ptys alone, 22.9 M with all three):
+
+- No legacy BSD pseudo-terminals (``CONFIG_LEGACY_PTYS``): tinyconfig registers 256
+  ``/dev/ptyXX`` + ``/dev/ttyXX`` pairs, 512 devices with their sysfs and devtmpfs nodes
+  (37.5 M instructions, most of them in SLOB's allocation scans); busybox and the init
+  script use no pty, and UNIX98 ptys (``/dev/ptmx``) remain.
+- SLUB instead of tinyconfig's SLOB: SLOB scans its partially free pages first-fit on every
+  allocation (``slob_page_alloc``/``slob_next``); SLUB allocates in O(1) and is what
+  distribution kernels use (SLOB was removed from Linux in 6.4).
+- ``CONFIG_CRYPTO`` only so that ``CONFIG_CRYPTO_MANAGER_DISABLE_TESTS`` exists: without it
+  ``lib/crypto`` runs its BLAKE2s self-test at every boot (4 M instructions).
+
+What is left is real work: the LZ4 decompressor (about 11.8 M instructions for 3 MB of
+kernel), page and memory map initialisation, the initramfs unpacking, and about 1900
+instructions per 10 ms timer tick (``CONFIG_HZ_PERIODIC``) while the guest waits.
 """
 
 from __future__ import annotations
@@ -149,8 +168,6 @@ def _check_config(config: pathlib.Path) -> None:
     for line in (_HERE / "kernel.config").read_text().splitlines():
         line = line.strip()
         if line.startswith("CONFIG_") and line.endswith("=y") and line not in have:
-            if line == "CONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y" and "CONFIG_CRYPTO=y" not in have:
-                continue  # no crypto at all: no self-tests to disable
             missing.append(line)
         elif line.startswith("CONFIG_") and line.endswith("=n"):
             name = line[:-2]
