@@ -36,6 +36,7 @@ physical`` (raises CPUFault(14, code) and sets CR2).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from ._fault import CPUFault
@@ -72,6 +73,18 @@ CR0_PE, CR0_MP, CR0_EM, CR0_TS, CR0_ET, CR0_NE, CR0_WP, CR0_AM, CR0_NW, CR0_CD, 
 SIGNATURE = 0x00000633  # EDX at reset; family 6 (i686-class), what CPUID leaf 1 reports
 
 STATE_VERSION = 1
+
+# Visits before the run loop compiles a block (see _blocks.py and the README's "Speed").
+# CPython: 64, compiling costs about as much as interpreting a few hundred instructions.
+# PyPy: 10000.  Its JIT traces the interpreter well, but every exec'd block is a code object
+# of its own: each needs its own traces, the run loop that calls them all gets a guard and
+# a bridge per block, and compile() is slower than on CPython.  With thousands of blocks
+# (a Linux boot) that made PyPy 3.6 times slower than with none; compiling only the few
+# hundred blocks that run ten thousand times keeps tight loops fast (x10 over the JIT'd
+# interpreter) without that cost.
+BLOCK_THRESHOLD_CPYTHON = 64
+BLOCK_THRESHOLD_PYPY = 10000
+ON_PYPY = sys.implementation.name == "pypy"
 
 _system: Any = None
 _paging: Any = None
@@ -140,7 +153,8 @@ class CPU:
         self.code_pages: Dict[int, List[int]] = {}
         self.code_gen = 0            # bumped whenever decoded code is dropped
         self.use_blocks = True       # compile hot code to Python (see _blocks.py)
-        self.block_threshold = 64    # compile a block on its 64th visit (tuned on a Linux boot)
+        # compile a block on its 64th visit (10000th on PyPy; tuned on a Linux boot)
+        self.block_threshold = BLOCK_THRESHOLD_PYPY if ON_PYPY else BLOCK_THRESHOLD_CPYTHON
         self.hot: Dict[int, int] = {}  # visits of not-yet-compiled block starts
         self.ram = self.memory.ram
         self.page_kind = self.memory.page_kind
