@@ -8,8 +8,9 @@ over: 2N distinct blocks (each function and each call site), none hot enough on 
 for a tight-loop benchmark to notice. Printed for the default compile threshold of this
 interpreter (``cpu.block_threshold``: 64 on CPython, 10000 on PyPy) and for a few fixed
 ones, so one run shows what the threshold costs or saves here. The loop benchmarks in
-bench_cpu.py are the opposite case (one block run millions of times). Nothing here asserts
-a time.
+bench_cpu.py are the opposite case (one block run millions of times). The rows run one
+after the other in one process, so on PyPy a later row starts with the JIT's traces of the
+earlier ones. Nothing here asserts a time.
 """
 
 from __future__ import annotations
