@@ -3,6 +3,7 @@ and the Unicorn comparison check): random straight-line sequences ending in a br
 run both ways and every register, flag and byte of memory is compared."""
 
 import random
+import sys
 
 import pytest
 
@@ -208,13 +209,28 @@ def test_a_fault_in_an_interpreted_instruction_inside_a_block_restores_esp():
 
 
 def test_only_code_that_runs_repeatedly_is_compiled_by_default():
-    # mov ecx, 100 ; l: inc eax ; dec ecx ; jnz l ; hlt
-    cpu = flat32_cpu(b"\xb9\x64\x00\x00\x00\x40\x49\x75\xfc\xf4")
-    assert cpu.block_threshold > 1
-    run_until_hlt(cpu)
+    # mov ecx, N ; l: inc eax ; dec ecx ; jnz l ; hlt   (N: a few more than the threshold)
+    probe = flat32_cpu(b"\xf4")
+    assert probe.block_threshold > 1
+    n = probe.block_threshold + 36
+    cpu = flat32_cpu(b"\xb9" + n.to_bytes(4, "little") + b"\x40\x49\x75\xfc\xf4")
+    cpu.run(4 * n)  # one budget: a budget ending inside the loop would leave a block half run
+    assert cpu.halted
     compiled = {phys for phys, b in cpu.icache.items() if b.n}
     assert compiled == {0x1005}  # the loop body; the run-once mov and hlt stay interpreted
-    assert cpu.reg[0] == 100
+    assert cpu.reg[0] == n
+
+
+def test_the_default_compile_threshold_is_the_one_for_this_interpreter():
+    # PyPy's JIT handles the interpreter well and thousands of exec'd blocks badly (README,
+    # "Speed"): it compiles far later than CPython does
+    from pyv86.cpu import cpu as cpu_module
+
+    cpu = flat32_cpu(b"\xf4")
+    expected = (cpu_module.BLOCK_THRESHOLD_PYPY if sys.implementation.name == "pypy"
+                else cpu_module.BLOCK_THRESHOLD_CPYTHON)
+    assert cpu.block_threshold == expected
+    assert cpu_module.BLOCK_THRESHOLD_CPYTHON < cpu_module.BLOCK_THRESHOLD_PYPY
 
 
 def test_16bit_code_running_up_to_offset_ffff_wraps_ip_like_the_interpreter():

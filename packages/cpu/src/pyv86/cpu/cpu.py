@@ -36,6 +36,7 @@ physical`` (raises CPUFault(14, code) and sets CR2).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from ._fault import CPUFault
@@ -72,6 +73,40 @@ CR0_PE, CR0_MP, CR0_EM, CR0_TS, CR0_ET, CR0_NE, CR0_WP, CR0_AM, CR0_NW, CR0_CD, 
 SIGNATURE = 0x00000633  # EDX at reset; family 6 (i686-class), what CPUID leaf 1 reports
 
 STATE_VERSION = 1
+
+# Visits before the run loop compiles a block (see _blocks.py and the README's "Speed").
+# CPython: 64, compiling costs about as much as interpreting a few hundred instructions.
+# PyPy: 10000.  Its JIT traces the interpreter well, but every exec'd block is a code object
+# of its own: each needs its own traces, the run loop that calls them all gets a guard and
+# a bridge per block, and compile() is slower than on CPython.  With thousands of blocks
+# (a Linux boot) that made PyPy 3.6 times slower than with none; compiling only the few
+# hundred blocks that run ten thousand times keeps tight loops fast (x10 over the JIT'd
+# interpreter) without that cost.
+BLOCK_THRESHOLD_CPYTHON = 64
+BLOCK_THRESHOLD_PYPY = 10000
+ON_PYPY = sys.implementation.name == "pypy"
+
+# PyPy JIT parameters set when the first CPU is created (PyPy only, once per process; call
+# pypyjit.set_param afterwards to override).  trace_eagerness: guard failures before a bridge
+# is compiled (PyPy's default 200).  Emulated code takes new paths through the decoder for a
+# long time, and until its bridge exists each failing guard falls back to the slow blackhole
+# interpreter: 50 made the Linux boot about 20 % faster (one run each: 200: 25-29 s,
+# 100: 21.5 s, 50: 21 s, 35: 23 s, 20: 26 s, 5: 33 s, 1000: 53 s).
+PYPY_JIT_PARAMS: Dict[str, int] = {"trace_eagerness": 50}
+_jit_tuned = False
+
+
+def _tune_pypy_jit() -> None:
+    global _jit_tuned
+    if _jit_tuned or not ON_PYPY:
+        return
+    _jit_tuned = True
+    try:
+        import importlib
+        pypyjit: Any = importlib.import_module("pypyjit")
+        pypyjit.set_param(**PYPY_JIT_PARAMS)
+    except (ImportError, TypeError, ValueError):  # pragma: no cover - a PyPy without the JIT
+        pass
 
 _system: Any = None
 _paging: Any = None
@@ -116,6 +151,7 @@ class CPU:
         self.intc = intc
         self.tsc_source = tsc_source
         self.on_reset = on_reset
+        _tune_pypy_jit()
         self.trace: Optional[Callable[[CPU], None]] = None
         self.fpu: Any = None
         try:
@@ -140,7 +176,8 @@ class CPU:
         self.code_pages: Dict[int, List[int]] = {}
         self.code_gen = 0            # bumped whenever decoded code is dropped
         self.use_blocks = True       # compile hot code to Python (see _blocks.py)
-        self.block_threshold = 64    # compile a block on its 64th visit (tuned on a Linux boot)
+        # compile a block on its 64th visit (10000th on PyPy; tuned on a Linux boot)
+        self.block_threshold = BLOCK_THRESHOLD_PYPY if ON_PYPY else BLOCK_THRESHOLD_CPYTHON
         self.hot: Dict[int, int] = {}  # visits of not-yet-compiled block starts
         self.ram = self.memory.ram
         self.page_kind = self.memory.page_kind
