@@ -86,28 +86,6 @@ BLOCK_THRESHOLD_CPYTHON = 64
 BLOCK_THRESHOLD_PYPY = 10000
 ON_PYPY = sys.implementation.name == "pypy"
 
-# PyPy JIT parameters set when the first CPU is created (PyPy only, once per process; call
-# pypyjit.set_param afterwards to override).  trace_eagerness: guard failures before a bridge
-# is compiled (PyPy's default 200).  Emulated code takes new paths through the decoder for a
-# long time, and until its bridge exists each failing guard falls back to the slow blackhole
-# interpreter: 50 made the Linux boot about 20 % faster (one run each: 200: 25-29 s,
-# 100: 21.5 s, 50: 21 s, 35: 23 s, 20: 26 s, 5: 33 s, 1000: 53 s).
-PYPY_JIT_PARAMS: Dict[str, int] = {"trace_eagerness": 50}
-_jit_tuned = False
-
-
-def _tune_pypy_jit() -> None:
-    global _jit_tuned
-    if _jit_tuned or not ON_PYPY:
-        return
-    _jit_tuned = True
-    try:
-        import importlib
-        pypyjit: Any = importlib.import_module("pypyjit")
-        pypyjit.set_param(**PYPY_JIT_PARAMS)
-    except (ImportError, TypeError, ValueError):  # pragma: no cover - a PyPy without the JIT
-        pass
-
 _system: Any = None
 _paging: Any = None
 
@@ -151,7 +129,6 @@ class CPU:
         self.intc = intc
         self.tsc_source = tsc_source
         self.on_reset = on_reset
-        _tune_pypy_jit()
         self.trace: Optional[Callable[[CPU], None]] = None
         self.fpu: Any = None
         try:
