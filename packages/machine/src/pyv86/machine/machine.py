@@ -809,9 +809,9 @@ class Machine:
                     f"{_mac_text(self.nic.guest_mac)} (mac_address_translation)")
         if bytes(old) == bytes(self.nic.mac):
             return f"card MAC {wire}"
-        return (f"card MAC {wire}, fresh after the restore; the guest's driver still uses "
-                f"the image's {_mac_text(old)}, so its networking stops until the driver is "
-                "bound again (unbind/bind, then DHCP) - or restore with "
+        return (f"card MAC {wire}, fresh after the restore; a driver bound when the image "
+                f"was saved still uses the image's {_mac_text(old)}, so the guest's "
+                "networking stops until the driver is bound again (unbind/bind, then DHCP) - or restore with "
                 "preserve_mac_from_state_image or mac_address_translation")
 
 
