@@ -811,8 +811,8 @@ class Machine:
             return f"card MAC {wire}"
         return (f"card MAC {wire}, fresh after the restore; a driver bound when the image "
                 f"was saved still uses the image's {_mac_text(old)}, so the guest's "
-                "networking stops until the driver is bound again (unbind/bind, then DHCP) - or restore with "
-                "preserve_mac_from_state_image or mac_address_translation")
+                "networking stops until the driver is bound again (unbind/bind, then DHCP) "
+                "- or restore with preserve_mac_from_state_image or mac_address_translation")
 
 
 def _image_memory_size(source: Any) -> int:
