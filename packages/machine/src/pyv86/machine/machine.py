@@ -795,9 +795,9 @@ class Machine:
         under the MAC mode in force (``docs/networking.md``); "" without a card."""
         if self.nic is None:
             return ""
-        from pyv86.ne2k import format_mac as _mac_text
+        from pyv86.ne2k import format_mac
 
-        wire = _mac_text(self.nic.mac)
+        wire = format_mac(self.nic.mac)
         old = self.image_mac
         if old is None:
             return f"card MAC {wire}"
@@ -806,11 +806,9 @@ class Machine:
             return f"card MAC {wire}, the image's (preserve_mac_from_state_image)"
         if mode == "mac_address_translation":
             return (f"card MAC {wire} on the wire; the guest keeps the image's "
-                    f"{_mac_text(self.nic.guest_mac)} (mac_address_translation)")
-        if bytes(old) == bytes(self.nic.mac):
-            return f"card MAC {wire}"
+                    f"{format_mac(self.nic.guest_mac)} (mac_address_translation)")
         return (f"card MAC {wire}, fresh after the restore; a driver bound when the image "
-                f"was saved still uses the image's {_mac_text(old)}, so the guest's "
+                f"was saved still uses the image's {format_mac(old)}, so the guest's "
                 "networking stops until the driver is bound again (unbind/bind, then DHCP) "
                 "- or restore with preserve_mac_from_state_image or mac_address_translation")
 
